@@ -1,0 +1,81 @@
+"""The ``sevm`` command line: a thin layer over the library.
+
+Each sub-command lives in ``sevmanifest.commands.<name>`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a function taking
+the parsed arguments and returning an exit status.  Command modules import heavy
+dependencies (Jinja2, cryptography) inside their functions, so ``sevm check`` starts fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .diagnostics import EXIT_USAGE, DiagnosticError
+from .fsutil import OutputError
+
+COMMANDS = ("check", "fmt", "explain", "measure", "verify", "render", "lock", "export", "diff")
+EXIT_INTERNAL = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default exits 2 too; keep one style
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"{self.prog}: error: {message}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sevm", description="Compile .sevm manifests of AMD SEV / SEV-ES guests "
+                     "into launch digests, measurements, QEMU/libvirt configuration and lock files.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f".commands.{name}", __package__)
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("sevmanifest")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_USAGE
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return args.func(args)
+    except DiagnosticError as exc:
+        from .commands.common import print_diagnostics
+        print_diagnostics(exc.diagnostics)
+        return exc.exit_code
+    except OutputError as exc:
+        print(f"sevm: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `sevm measure | head`); nothing useful to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
+    except Exception as exc:  # a bug in sevm itself: say so without a traceback
+        if os.environ.get("SEVM_DEBUG"):
+            raise
+        print(f"sevm: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in sevm; rerun with SEVM_DEBUG=1 for details.", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

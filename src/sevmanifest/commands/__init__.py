@@ -1,0 +1,1 @@
+"""One module per ``sevm`` sub-command; see ``sevmanifest.cli``."""

@@ -1,0 +1,7 @@
+"""`sevm export` (not implemented yet)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("export", help="(not implemented yet)")
+    parser.set_defaults(func=lambda args: 2)

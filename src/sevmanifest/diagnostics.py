@@ -1,0 +1,103 @@
+"""Compiler-style diagnostics: ``file:line:col: error[RULE]: message`` plus the source line
+and a caret underline.  Every stage reports problems through these types, so the CLI can
+print them uniformly and map them to exit codes."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .model import Span
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the input was understood and the check failed
+EXIT_USAGE = 2  # usage error, or input that cannot be read or parsed
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: Severity
+    message: str
+    span: Span | None = None
+    rule: str | None = None  # stable lint id, e.g. "SEVM101"
+    # True for problems that make the input unreadable/unparseable (exit 2, not 1)
+    fatal_input: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+
+def error(message: str, span: Span | None = None, *, fatal_input: bool = False,
+          notes: tuple[str, ...] = ()) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, span, fatal_input=fatal_input, notes=notes)
+
+
+def warning(rule: str, message: str, span: Span | None = None) -> Diagnostic:
+    return Diagnostic(Severity.WARNING, message, span, rule=rule)
+
+
+class DiagnosticError(Exception):
+    """Raised by library functions that cannot produce a result; carries diagnostics."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__("; ".join(d.message for d in self.diagnostics))
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.diagnostics)
+
+
+def exit_code(diagnostics: list[Diagnostic]) -> int:
+    errors = [d for d in diagnostics if d.is_error]
+    if any(d.fatal_input for d in errors):
+        return EXIT_USAGE
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+@dataclass
+class SourceCache:
+    """Source texts by file name, for printing the offending line."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def line(self, file: str, line: int) -> str | None:
+        text = self.texts.get(file)
+        if text is None:
+            return None
+        lines = text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
+    head = d.severity.value + (f"[{d.rule}]" if d.rule else "")
+    location = f"{d.span}: " if d.span else ""
+    out = [f"{location}{head}: {d.message}"]
+    if d.span and sources is not None:
+        src = sources.line(d.span.file, d.span.line)
+        if src is not None:
+            out.append(_excerpt(src, d.span))
+    out.extend(f"  note: {n}" for n in d.notes)
+    return "\n".join(out)
+
+
+def _excerpt(src: str, span: Span) -> str:
+    # Tabs are shown as one space each so the caret stays under the right column.
+    shown = src.replace("\t", " ")
+    start = max(span.column - 1, 0)
+    if span.end_line == span.line and span.end_column > span.column:
+        width = span.end_column - span.column
+    else:
+        width = max(len(shown) - start, 1)
+    width = max(1, min(width, max(len(shown) - start, 1)))
+    gutter = f"{span.line:>5} | "
+    return f"{gutter}{shown}\n{' ' * (len(gutter) - 2)}| {' ' * start}^{'~' * (width - 1)}"
