@@ -55,8 +55,9 @@ def parse_query_sev(data: bytes | str, source: str) -> SevInfo:
         shape = SHAPE_UNION
         sev_type = obj["sev-type"]
         if sev_type == "sev-snp":
-            _fail(source, "query-sev reports an SEV-SNP guest (\"sev-type\": \"sev-snp\"); "
-                          "sevm verify supports SEV and SEV-ES launch measurements only")
+            _fail(source, "query-sev reports an SEV-SNP guest (\"sev-type\": \"sev-snp\"): "
+                          "not supported; sevm verify checks SEV and SEV-ES launch "
+                          "measurements only")
         if sev_type != "sev":
             _fail(source, f"query-sev: \"sev-type\" must be \"sev\" or \"sev-snp\", got "
                           f"{_shown(sev_type)}")

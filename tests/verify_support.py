@@ -1,0 +1,162 @@
+"""Helpers for the tests of `sevm verify` (tests/test_verify_*.py).
+
+Expected values come from /work/shared/vectors/README.md (sevctl's tests) or from
+Debian's virt-qemu-sev-validate, never from sevmanifest's own output.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SEVM_SHARED") or REPO.parent / "shared")
+SEVCTL = SHARED / "vectors" / "sevctl"
+SC = SEVCTL / "OVMF.amdsev.fd_trimmed_edk2-ovmf-20220126gitbb1bba3d77-4.el9"
+SK = SEVCTL / "measurement" / "vmlinuz-fake"
+SI = SEVCTL / "measurement" / "initrd-fake"
+STIK = SEVCTL / "measurement" / "tik1.bin"
+TIK_HEX = "3569cf61a32a602b87185ac6e0f55913"  # vectors README §2, STIK
+M_CMDLINE = b"foo bar baz fake kernel=cmdline"
+
+VALIDATE = "/usr/bin/virt-qemu-sev-validate"
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+@dataclass(frozen=True)
+class MVector:
+    """One row of vectors README §4.1 (sevctl@8b47f3a `measurementbuild.rs`)."""
+
+    id: str
+    api_major: int
+    api_minor: int
+    build: int
+    policy: int
+    blob_b64: str  # expected MEASURE || MNONCE
+    launch_digest: str | None  # given directly (M-1) or None when it comes from a manifest
+
+    @property
+    def blob(self) -> bytes:
+        return base64.b64decode(self.blob_b64)
+
+
+M_VECTORS = {
+    "M-1": MVector("M-1", 1, 40, 40, 0x03,
+                   "lswbxWxI9gckya16JQvdFtpYmNO4b+3inAPpqsgoBI7DE/q1EcIWsVBbGy6pkDxA",
+                   "c64bd101fc9a4a2ce0a27c408d9200911f139a895469b04a40a6fa2890830d23"),
+    "M-2": MVector("M-2", 1, 40, 40, 0x03,
+                   "oMDewIouJSpbpNRHj7Mk3p08H2dPZQdsZMU14qIymBnDE/q1EcIWsVBbGy6pkDxA", None),
+    "M-3": MVector("M-3", 1, 40, 40, 0x03,
+                   "h3auYbWQnVW7EGLWN4Hf9SN0oEYMPU2sK4bLnefWPwvDE/q1EcIWsVBbGy6pkDxA", None),
+    "M-4": MVector("M-4", 1, 49, 6, 0x05,
+                   "/o0nzDKE5XgtVnUZWPhUea/WZYrTKLExR7KCwuMdbActvpWfXTFk21KMZIAAhQny", None),
+}
+
+# Manifests for M-2..M-4 (relative paths are resolved against the manifest's directory,
+# so the tests write them next to copies of, or absolute paths to, the fixtures).
+M_MANIFESTS = {
+    "M-2": """vm "m2" {{
+    type sev
+    firmware "{SC}"
+    policy 0x3
+    host {{
+        legacy-vm-type on
+    }}
+}}
+""",
+    "M-3": """vm "m3" {{
+    type sev
+    firmware "{SC}"
+    kernel "{SK}"
+    initrd "{SI}"
+    cmdline "foo bar baz fake kernel=cmdline"
+    kernel-hashes on
+    policy 0x3
+    host {{
+        legacy-vm-type on
+    }}
+}}
+""",
+    "M-4": """vm "m4" {{
+    type sev-es
+    firmware "{SC}"
+    vcpus 4
+    cpu "EPYC-Milan"
+    policy 0x5
+    host {{
+        vmm qemu
+        legacy-vm-type on
+        sev-features 0x0
+    }}
+}}
+""",
+}
+
+
+def manifest_text(vector_id: str) -> str:
+    return M_MANIFESTS[vector_id].format(SC=SC, SK=SK, SI=SI)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_validator() -> None:
+    """Skip locally, fail in CI, when virt-qemu-sev-validate cannot run."""
+    problem = None
+    if not Path(VALIDATE).exists():
+        problem = f"{VALIDATE} is missing (Debian package libvirt-clients-qemu)"
+    elif not Path(DEBIAN_PYTHON).exists():
+        problem = f"{DEBIAN_PYTHON} is missing"
+    else:
+        probe = subprocess.run([DEBIAN_PYTHON, "-c", "import lxml, libvirt, cryptography"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            problem = ("Debian's python3 cannot import lxml/libvirt/cryptography "
+                       "(packages python3-lxml python3-libvirt python3-cryptography)")
+    if problem:
+        if in_ci():
+            pytest.fail(f"real tool unavailable in CI: {problem}")
+        pytest.skip(problem)
+
+
+def sevm(*args: str, stdin: bytes | None = None, cwd: Path | None = None):
+    """Run the `sevm` CLI in a child process; returns CompletedProcess with bytes output."""
+    return subprocess.run([sys.executable, "-m", "sevmanifest", *args], input=stdin,
+                          capture_output=True, cwd=cwd, timeout=120)
+
+
+# ---- QMP replies ---------------------------------------------------------------------------
+
+def query_sev_flat(**overrides) -> dict:
+    """query-sev as QEMU <= 9.0 returns it."""
+    reply = {"enabled": True, "api-major": 1, "api-minor": 49, "build-id": 6, "policy": 5,
+             "state": "launch-secret", "handle": 1}
+    reply.update(overrides)
+    return reply
+
+
+def query_sev_union(**overrides) -> dict:
+    """query-sev as QEMU >= 9.1 returns it for an SEV / SEV-ES guest."""
+    return query_sev_flat(**{"sev-type": "sev", **overrides})
+
+
+def qmp_return(obj) -> dict:
+    return {"return": obj, "id": "libvirt-42"}
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj)
+
+
+def flip_bit(data: bytes, bit: int) -> bytes:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
