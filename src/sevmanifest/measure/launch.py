@@ -1,0 +1,133 @@
+"""LAUNCH_MEASURE (SEV API spec 55766 §6.5; facts §2): the *launch measurement* is an
+HMAC-SHA-256 keyed by the TIK over a 56-byte message that contains the launch digest
+(GCTX.LD).  QEMU reports ``measurement ‖ mnonce`` (48 bytes) in base64.
+
+The TIK is a secret: nothing here prints, logs or embeds it in an error message.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import hmac
+import os
+import re
+from pathlib import Path
+
+from ..diagnostics import DiagnosticError, error
+from .fileio import open_regular
+
+TIK_SIZE = 16
+MNONCE_SIZE = 16
+DIGEST_SIZE = 32
+BLOB_SIZE = DIGEST_SIZE + MNONCE_SIZE
+MEASURE_CONTEXT = 0x04
+
+
+class LaunchMeasureMessage(ctypes.LittleEndianStructure):
+    _pack_ = 1
+    _fields_ = [
+        ("context", ctypes.c_uint8),  # 0x04
+        ("api_major", ctypes.c_uint8),
+        ("api_minor", ctypes.c_uint8),
+        ("build", ctypes.c_uint8),
+        ("policy", ctypes.c_uint32),
+        ("launch_digest", ctypes.c_uint8 * DIGEST_SIZE),
+        ("mnonce", ctypes.c_uint8 * MNONCE_SIZE),
+    ]
+
+
+assert ctypes.sizeof(LaunchMeasureMessage) == 56
+assert LaunchMeasureMessage.launch_digest.offset == 8 and LaunchMeasureMessage.mnonce.offset == 40
+
+
+def _usage(message: str) -> DiagnosticError:
+    return DiagnosticError(error(message, fatal_input=True))
+
+
+def _check_int(value: int, bits: int, what: str) -> None:
+    if not isinstance(value, int) or not 0 <= value < (1 << bits):
+        raise _usage(f"{what} must be an integer from 0 to {(1 << bits) - 1}, got {value!r}")
+
+
+def _check_len(data: bytes, size: int, what: str) -> None:
+    if len(data) != size:
+        raise _usage(f"{what} must be {size} bytes, got {len(data)}")
+
+
+def measure_message(launch_digest: bytes, *, api_major: int, api_minor: int, build: int,
+                    policy: int, mnonce: bytes) -> bytes:
+    """The 56 bytes the secure processor MACs."""
+    _check_len(launch_digest, DIGEST_SIZE, "the launch digest")
+    _check_len(mnonce, MNONCE_SIZE, "the mnonce")
+    for value, bits, what in ((api_major, 8, "api-major"), (api_minor, 8, "api-minor"),
+                              (build, 8, "build"), (policy, 32, "policy")):
+        _check_int(value, bits, what)
+    message = LaunchMeasureMessage(
+        context=MEASURE_CONTEXT, api_major=api_major, api_minor=api_minor, build=build,
+        policy=policy, launch_digest=(ctypes.c_uint8 * DIGEST_SIZE)(*launch_digest),
+        mnonce=(ctypes.c_uint8 * MNONCE_SIZE)(*mnonce))
+    return bytes(message)
+
+
+def launch_measurement(launch_digest: bytes, tik: bytes, *, api_major: int, api_minor: int,
+                       build: int, policy: int, mnonce: bytes) -> bytes:
+    """MEASURE = HMAC-SHA-256(TIK, 0x04 ‖ api ‖ build ‖ policy ‖ LD ‖ mnonce): 32 bytes."""
+    if len(tik) != TIK_SIZE:
+        raise _usage(f"the TIK must be {TIK_SIZE} bytes")
+    message = measure_message(launch_digest, api_major=api_major, api_minor=api_minor,
+                              build=build, policy=policy, mnonce=mnonce)
+    return hmac.new(tik, message, "sha256").digest()
+
+
+def measurement_blob(measurement: bytes, mnonce: bytes) -> bytes:
+    """measurement ‖ mnonce, the 48 bytes QMP ``query-sev-launch-measure`` reports."""
+    _check_len(measurement, DIGEST_SIZE, "the launch measurement")
+    _check_len(mnonce, MNONCE_SIZE, "the mnonce")
+    return measurement + mnonce
+
+
+def read_tik(path: str | os.PathLike) -> bytes:
+    """The 16-byte binary TIK file ``sevctl session`` writes.  Errors never show content."""
+    path = Path(path)
+    fd, st = open_regular(path, "TIK file")
+    try:
+        data = os.read(fd, TIK_SIZE + 1)
+    except OSError as exc:
+        raise _usage(f"cannot read TIK file {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) == TIK_SIZE and st.st_size == TIK_SIZE:
+        return data
+    hint = ""
+    if st.st_size == 2 * TIK_SIZE:
+        hint = (" (32 bytes looks like a libvirt/sev-tool TEK‖TIK pair: the TIK is its "
+                "last 16 bytes)")
+    elif st.st_size in (24, 25, 32, 33):
+        hint = " (it looks like a text encoding; the TIK file must hold the raw bytes)"
+    raise _usage(f"TIK file {path} has {st.st_size} bytes; a TIK file holds exactly "
+                 f"{TIK_SIZE} raw bytes{hint}")
+
+
+_HEX = re.compile(r"(0x)?([0-9a-fA-F]*)")
+
+
+def decode_bytes_arg(text: str, length: int, what: str) -> bytes:
+    """Decode an option value given as hex or base64 that must be ``length`` bytes."""
+    value = text.strip()
+    hex_match = _HEX.fullmatch(value)
+    if hex_match and len(hex_match.group(2)) == 2 * length:
+        return bytes.fromhex(hex_match.group(2))
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = None
+    if decoded is not None and len(decoded) == length:
+        return decoded
+    raise _usage(f"{what} must be {length} bytes as base64 ({_b64_len(length)} characters) or "
+                 f"hex ({2 * length} digits); got {len(value)} characters that are {length} bytes "
+                 "in neither encoding")
+
+
+def _b64_len(length: int) -> int:
+    return 4 * ((length + 2) // 3)
