@@ -25,6 +25,7 @@ class Diagnostic:
     message: str
     span: Span | None = None
     rule: str | None = None  # stable lint id, e.g. "SEVM101"
+    rule_name: str | None = None  # its readable name, e.g. "debug-allowed"
     # True for problems that make the input unreadable/unparseable (exit 2, not 1)
     fatal_input: bool = False
     notes: tuple[str, ...] = ()
@@ -79,7 +80,8 @@ class SourceCache:
 
 
 def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
-    head = d.severity.value + (f"[{d.rule}]" if d.rule else "")
+    rule = " ".join(x for x in (d.rule, d.rule_name) if x)
+    head = d.severity.value + (f"[{rule}]" if rule else "")
     location = f"{d.span}: " if d.span else ""
     out = [f"{location}{head}: {d.message}"]
     if d.span and sources is not None:

@@ -15,17 +15,52 @@ def print_diagnostics(diagnostics: Iterable[Diagnostic], sources: SourceCache | 
         print(format_diagnostic(d, sources or _SOURCES), file=sys.stderr)
 
 
-def load_manifest(path: str, *, quiet_warnings: bool = False) -> Manifest:
-    """Compile one manifest; print its warnings; raise DiagnosticError on errors."""
+def compile_manifest(path: str, *, firmware_checks: bool = False):
+    """Compile one manifest; returns (manifest or None, diagnostics with lint config applied)."""
     from ..frontend import compile_file
     result = compile_file(path)
     _SOURCES.texts.update(result.sources.texts)
-    errors = [d for d in result.diagnostics if d.is_error]
-    if errors or result.manifest is None:
-        raise DiagnosticError(result.diagnostics)
+    diagnostics = _apply_lint_config(path, result.diagnostics)
+    if firmware_checks and result.ok and result.manifest is not None:
+        diagnostics += _firmware_diagnostics(result.manifest)
+    return result.manifest, diagnostics
+
+
+def compile_and_report(path: str, *, firmware_checks: bool = False) -> list[Diagnostic]:
+    """Compile one manifest and print every diagnostic; returns them."""
+    _, diagnostics = compile_manifest(path, firmware_checks=firmware_checks)
+    print_diagnostics(diagnostics)
+    return diagnostics
+
+
+def load_manifest(path: str, *, quiet_warnings: bool = False) -> Manifest:
+    """Compile one manifest; print its warnings; raise DiagnosticError on errors."""
+    manifest, diagnostics = compile_manifest(path)
+    if manifest is None or any(d.is_error for d in diagnostics):
+        raise DiagnosticError(diagnostics)
     if not quiet_warnings:
-        print_diagnostics(result.diagnostics)
-    return result.manifest
+        print_diagnostics(diagnostics)
+    return manifest
+
+
+def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    try:
+        from ..review.lintconfig import load_lint_config
+    except ImportError:  # lint configuration not available in this build
+        return list(diagnostics)
+    import os
+    from pathlib import Path
+    directory = Path(os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd())
+    return list(load_lint_config(directory).apply(list(diagnostics)))
+
+
+def _firmware_diagnostics(manifest: Manifest) -> list[Diagnostic]:
+    """Checks that need the firmware's bytes (footer table), without hashing anything."""
+    try:
+        from ..measure.digest import firmware_diagnostics
+    except ImportError:
+        return []
+    return [d for vm in manifest.vms for d in firmware_diagnostics(vm)]
 
 
 def select_vms(manifest: Manifest, name: str | None) -> list[VM]:

@@ -1,0 +1,61 @@
+"""The front end as one call: ``compile_file(path) -> Compilation``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import Diagnostic, SourceCache, error
+from ..model import Manifest, Span
+from . import ast
+from .lint import lint
+from .lower import lower_vm
+from .resolve import Loaded, load, resolve
+
+
+@dataclass
+class Compilation:
+    manifest: Manifest | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: SourceCache = field(default_factory=SourceCache)
+    documents: dict[str, ast.Document] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not any(d.is_error for d in self.diagnostics)
+
+
+def compile_file(path: str, *, lint_rules: bool = True) -> Compilation:
+    """Compile the manifest at ``path`` (``-`` reads standard input)."""
+    return _compile(load(path), path, lint_rules)
+
+
+def compile_text(text: str, path: str = "<string>", *, lint_rules: bool = True) -> Compilation:
+    """Compile manifest text; imports and artefact paths are relative to ``path``."""
+    return _compile(load(path, text=text), path, lint_rules)
+
+
+def _compile(loaded: Loaded, path: str, lint_rules: bool) -> Compilation:
+    result = Compilation(None, list(loaded.diagnostics), SourceCache(dict(loaded.sources)),
+                         dict(loaded.documents))
+    if loaded.root is None or any(d.fatal_input for d in result.diagnostics):
+        return result
+    resolved, problems = resolve(loaded)
+    result.diagnostics.extend(problems)
+    vms = []
+    for item in resolved:
+        vm, vm_problems = lower_vm(item, path)
+        result.diagnostics.extend(vm_problems)
+        if vm is not None:
+            vms.append(vm)
+            if lint_rules:
+                result.diagnostics.extend(lint(vm))
+    if not loaded.root.items:
+        result.diagnostics.append(error("empty manifest: it declares no vm, template or import",
+                                        Span(path, 1, 1, 1, 1)))
+    result.manifest = Manifest(path, tuple(vms))
+    result.diagnostics.sort(key=_order)
+    return result
+
+
+def _order(d: Diagnostic):
+    span = d.span
+    return (span.file, span.line, span.column) if span else ("", 0, 0)

@@ -1,0 +1,122 @@
+"""Plain-words syntax errors from Lark's exceptions.
+
+Lark reports the set of terminals it could have accepted; we name each one the way a
+user thinks of it ("a size such as 4GiB") and quote what was found instead.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+_DESCRIPTIONS = {
+    "STRING": "a quoted string (\"…\")",
+    "INT": "a number such as 4 or 0x1f",
+    "SIZE": "a size such as 4GiB",
+    "VERSION": "a version such as 0.24",
+    "GUEST_TYPE": "sev or sev-es",
+    "ON_OFF": "on or off",
+    "ALLOW_DENY": "allow or deny",
+    "VMM": "qemu, ec2 or gce",
+    "POLICY_FIELD": "a policy field (debug, key-sharing, send, send-outside-domain, send-to-non-sev)",
+    "DISK_FORMAT": "qcow2 or raw",
+    "NET": "user or none",
+    "CONSOLE": "serial or none",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+}
+_WORD = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[str, int, int, int]:
+    """(message, line, column, width) for a Lark parse error."""
+    if isinstance(exc, UnexpectedEOF):
+        line = text.count("\n")
+        return ("unexpected end of file: a block is not closed with '}'", max(line, 1), 1, 1)
+    if isinstance(exc, UnexpectedToken):
+        expected = set(exc.expected) | set(getattr(exc, "accepts", None) or ())
+        token = exc.token
+        if token.type == "$END":
+            return ("unexpected end of file: a block is not closed with '}'", exc.line, exc.column, 1)
+        found = _found_token(token)
+        return (_message(expected, found, parser), token.line, token.column, len(str(token)))
+    assert isinstance(exc, UnexpectedCharacters)
+    pos = exc.pos_in_stream
+    start = _word_start(text, pos)
+    found = _found_text(text, start)
+    column = exc.column - (pos - start)
+    width = max(len(found), 1)
+    if text.startswith('"', pos) and '"' not in text[pos + 1:].split("\n", 1)[0]:
+        return ("unterminated string: a string must end with '\"' on the same line",
+                exc.line, exc.column, 1)
+    if start < pos:  # a keyword matched the front of a longer word ("types")
+        return (f"unknown word {found}{_suggest(found, parser)}", exc.line, column, width)
+    return (_message(set(exc.allowed or ()), found, parser), exc.line, column, width)
+
+
+def _suggest(found: str, parser: Lark) -> str:
+    words = [t.pattern.value for t in parser.terminals if t.pattern.type == "str"]
+    close = difflib.get_close_matches(found.strip('"'), words, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _message(expected: set[str], found: str, parser: Lark) -> str:
+    keywords = sorted(_keyword(name, parser) for name in expected if _keyword(name, parser))
+    words = [_DESCRIPTIONS[n] for n in sorted(expected) if n in _DESCRIPTIONS and n != "_NL"]
+    if len(keywords) > 3:  # the start of a statement: name the settings, suggest the closest
+        bare = found.strip('"')
+        close = difflib.get_close_matches(bare, keywords, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listed = ", ".join(k for k in keywords if k not in "{},")
+        closing = " or '}'" if "}" in keywords else ""
+        return f"unknown setting {found}{hint} (expected one of: {listed}{closing})"
+    wanted = words + [f"'{k}'" for k in keywords]
+    if "_NL" in expected:
+        wanted.append(_DESCRIPTIONS["_NL"])
+    what = _join(wanted) if wanted else "something else"
+    return f"expected {what}, found {found}"
+
+
+def _keyword(terminal: str, parser: Lark) -> str | None:
+    """The literal text of an anonymous keyword or punctuation terminal, else None."""
+    if terminal in _DESCRIPTIONS:
+        return None
+    for term in parser.terminals:
+        if term.name == terminal and term.pattern.type == "str":
+            return term.pattern.value
+    return None
+
+
+def _found_token(token) -> str:
+    if token.type == "_NL":
+        return "the end of the line"
+    return f'"{_short(str(token))}"' if not str(token).startswith('"') else _short(str(token))
+
+
+def _found_text(text: str, pos: int) -> str:
+    if pos >= len(text):
+        return "the end of the file"
+    if text[pos] in "\r\n":
+        return "the end of the line"
+    if text[pos] == '"':
+        end = text.find('"', pos + 1, text.find("\n", pos) if "\n" in text[pos:] else len(text))
+        return _short(text[pos:end + 1]) if end > pos else _short(text[pos:text.find("\n", pos)])
+    match = _WORD.match(text, pos)
+    return f'"{_short(match.group(0))}"' if match else repr(_short(text[pos]))
+
+
+def _word_start(text: str, pos: int) -> int:
+    # Lark may fail in the middle of a word ("typo" matched "type" up to 'o'): show the word
+    while pos > 0 and pos <= len(text) and _WORD.match(text[pos - 1]) and _WORD.match(text, pos):
+        pos -= 1
+    return pos
+
+
+def _short(s: str, limit: int = 40) -> str:
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]

@@ -1,0 +1,95 @@
+"""The canonical layout of a manifest, printed from its syntax tree.
+
+Rules: four-space indentation; one space between a keyword and its values; lists joined
+with ", "; one blank line between top-level declarations; at most one blank line kept
+where the source had some; comments kept, on their own line or after a statement, as
+written.  Values are printed from their source text, so formatting never changes what a
+manifest means (the test suite checks that the compiled model is unchanged).
+"""
+from __future__ import annotations
+
+from . import ast
+
+INDENT = "    "
+
+
+class _Printer:
+    def __init__(self, document: ast.Document, source: str):
+        self.comments = list(document.comments)
+        self.blank = {i + 1 for i, line in enumerate(source.splitlines()) if not line.strip()}
+        self.out: list[str] = []
+
+    def _emit(self, depth: int, text: str) -> None:
+        self.out.append(f"{INDENT * depth}{text}".rstrip())
+
+    def _blank_line(self) -> None:
+        if self.out and self.out[-1] != "" and not self.out[-1].endswith("{"):
+            self.out.append("")
+
+    def leading(self, line: int, depth: int, force_blank: bool = False) -> None:
+        """Own-line comments before ``line``, with the blank lines the source had."""
+        first = min([c.line for c in self.comments if c.line < line] + [line])
+        if force_blank or first - 1 in self.blank:
+            self._blank_line()
+        while self.comments and self.comments[0].line < line:
+            comment = self.comments.pop(0)
+            if comment.line - 1 in self.blank and comment.line != first:
+                self._blank_line()
+            self._emit(depth, comment.text)
+        if line - 1 in self.blank and first != line:
+            self._blank_line()
+
+    def trailing(self, line: int) -> str:
+        if self.comments and self.comments[0].line == line:
+            return "  " + self.comments.pop(0).text
+        return ""
+
+    def setting(self, s: ast.Setting, depth: int) -> None:
+        self.leading(s.span.line, depth)
+        parts = [s.key]
+        if s.values:
+            parts.append(", ".join(v.text for v in s.values))
+        parts.extend(f"{name} {value.text}" for name, value in s.options)
+        self._emit(depth, " ".join(parts) + self.trailing(s.span.end_line))
+
+    def block(self, b: ast.Block, depth: int) -> None:
+        self.leading(b.span.line, depth)
+        self._emit(depth, f"{b.key} {{" + self.trailing(b.span.line))
+        for s in b.settings:
+            self.setting(s, depth + 1)
+        self.close(b.end_line, depth)
+
+    def close(self, end_line: int, depth: int) -> None:
+        while self.comments and self.comments[0].line < end_line:
+            self._emit(depth + 1, self.comments.pop(0).text)
+        self._emit(depth, "}" + self.trailing(end_line))
+
+    def decl(self, d: ast.Decl, first: bool) -> None:
+        self.leading(d.span.line, 0, force_blank=not first)
+        head = f"{d.kind} {d.name_text}"
+        if d.extends is not None:
+            head += f" extends {d.extends_text}"
+        self._emit(0, head + " {" + self.trailing(d.span.line))
+        for item in d.body:
+            (self.block if isinstance(item, ast.Block) else self.setting)(item, 1)
+        self.close(d.end_line, 0)
+
+    def document(self, document: ast.Document) -> str:
+        previous = None
+        for item in document.items:
+            if isinstance(item, ast.Import):
+                self.leading(item.span.line, 0, force_blank=isinstance(previous, ast.Decl))
+                self._emit(0, f"import {item.text}" + self.trailing(item.span.line))
+            else:
+                self.decl(item, first=previous is None)
+            previous = item
+        if self.comments:
+            self.leading(10**9, 0)
+        while self.out and self.out[-1] == "":
+            self.out.pop()
+        return "\n".join(self.out) + "\n" if self.out else ""
+
+
+def format_document(document: ast.Document, source: str) -> str:
+    """The canonical text of ``document`` (parsed from ``source``)."""
+    return _Printer(document, source).document(document)

@@ -1,0 +1,253 @@
+"""Stage 1: text -> syntax tree (``ast.Document``) with source spans.
+
+The LALR parser is built from ``grammar/sevm.lark`` once and cached on disk by Lark
+(keyed by the grammar's content).  Lark's parse errors are translated into plain words.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..diagnostics import Diagnostic, error
+from ..model import Span
+from ..resources import grammar_path
+from . import ast
+from .errors import describe_unexpected
+from .strings import decode_string
+
+# Token types that carry a value; every other token is a keyword or punctuation.
+_WORD_TOKENS = {"GUEST_TYPE", "ON_OFF", "ALLOW_DENY", "VMM", "POLICY_FIELD", "DISK_FORMAT",
+                "NET", "CONSOLE"}
+_KEYED_BY_FIRST_TOKEN = {"policy_field"}  # the setting's key is the POLICY_FIELD token
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    text = grammar_path().read_text(encoding="utf-8")
+    options = dict(parser="lalr", lexer="contextual", keep_all_tokens=True, maybe_placeholders=False)
+    cache = _cache_file(text)
+    if cache is not None:
+        try:
+            return Lark(text, cache=str(cache), **options)
+        except OSError:
+            pass  # an unwritable cache directory only costs start-up time
+    return Lark(text, **options)
+
+
+def _cache_file(grammar: str) -> Path | None:
+    import lark
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:20]
+    directory = Path(base) / "sevmanifest"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory / f"grammar-{key}.lark-cache"
+
+
+def parse_text(text: str, file: str) -> tuple[ast.Document | None, list[Diagnostic]]:
+    """Parse one manifest.  Returns the document, or None and the diagnostics."""
+    if not text.endswith("\n"):
+        text += "\n"  # statements end at a newline; the last one may lack it
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as exc:
+        return None, [_syntax_error(exc, text, file)]
+    builder = _Builder(file)
+    items = builder.transform(tree)
+    comments = tuple(sorted(builder.comments, key=lambda c: (c.line, c.column)))
+    return ast.Document(file, tuple(items), comments), builder.diagnostics
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    message, line, column, width = describe_unexpected(exc, text, parser())
+    span = Span(file, line, column, line, column + max(width, 1))
+    return error(message, span, fatal_input=True)
+
+
+def _span(file: str, first: Token, last: Token) -> Span:
+    return Span(file, first.line, first.column, last.end_line, last.end_column)
+
+
+class _Builder(Transformer):
+    """Turns Lark's tree into ``ast`` nodes.  Collects comments and string-escape errors."""
+
+    def __init__(self, file: str):
+        super().__init__(visit_tokens=False)
+        self.file = file
+        self.comments: list[ast.Comment] = []
+        self.diagnostics: list[Diagnostic] = []
+
+    # ---- helpers ------------------------------------------------------------------
+    def _tokens(self, children) -> list[Token]:
+        out = []
+        for child in children:
+            if isinstance(child, Token):
+                if child.type == "_NL":
+                    self._collect_comments(child)
+                else:
+                    out.append(child)
+            elif isinstance(child, Tree):
+                out.extend(self._tokens(child.children))
+        return out
+
+    def _collect_comments(self, token: Token) -> None:
+        line = token.line
+        column = token.column
+        for raw in str(token).split("\n"):
+            stripped = raw.lstrip(" \t")
+            if stripped.startswith("#"):
+                col = column + (len(raw) - len(stripped))
+                self.comments.append(ast.Comment(line, col, stripped.rstrip("\r")))
+            line += 1
+            column = 1
+
+    def _value(self, token: Token) -> ast.Value:
+        span = _span(self.file, token, token)
+        kind = token.type
+        if kind == "STRING":
+            data, problems = decode_string(str(token), span)
+            self.diagnostics.extend(problems)
+            return ast.Value("string", data, str(token), span)
+        if kind == "INT":
+            return ast.Value("int", int(str(token).replace("_", ""), 0), str(token), span)
+        if kind == "SIZE":
+            return ast.Value("size", _size(str(token)), "".join(str(token).split()), span)
+        if kind == "VERSION":
+            major, minor = str(token).split(".")
+            return ast.Value("version", (int(major), int(minor)), str(token), span)
+        return ast.Value("word", str(token), str(token), span)
+
+    def _setting(self, key: str | None, children, *, options=("sha256", "format")):
+        tokens = self._tokens(children)
+        skip = 1
+        if key is None:  # keyed by its first token (policy fields)
+            key, skip = str(tokens[0]), 1
+        span = _span(self.file, tokens[0], tokens[-1])
+        values, opts, pending = [], [], None
+        for token in tokens[skip:]:
+            if token.type == "COMMA":
+                continue
+            if str(token) in options and token.type not in _WORD_TOKENS | {"STRING"}:
+                pending = str(token)
+                continue
+            value = self._value(token)
+            if pending:
+                opts.append((pending, value))
+                pending = None
+            else:
+                values.append(value)
+        key_span = _span(self.file, tokens[0], tokens[0])
+        return ast.Setting(key, tuple(values), tuple(opts), span, key_span)
+
+    # ---- top level -----------------------------------------------------------------
+    def start(self, children):
+        self._tokens([c for c in children if isinstance(c, Token)])
+        return [c for c in children if isinstance(c, (ast.Import, ast.Decl))]
+
+    def import_stmt(self, children):
+        tokens = self._tokens(children)
+        value = self._value(tokens[1])
+        return ast.Import(_text(value), _span(self.file, tokens[0], tokens[-1]), value.text)
+
+    def _decl(self, kind: str, children):
+        head = [c for c in children if isinstance(c, Token) and c.type != "_NL"]
+        self._tokens([c for c in children if isinstance(c, Token)])  # comments
+        name = self._value(head[1])
+        extends = next((c for c in children if isinstance(c, tuple) and c[0] == "extends"), None)
+        body = tuple(c for c in children if isinstance(c, (ast.Setting, ast.Block)))
+        closing = head[-1]
+        return ast.Decl(kind, _text(name), name.span, extends[1] if extends else None,
+                        extends[2] if extends else None, body,
+                        _span(self.file, head[0], closing), closing.line,
+                        name.text, extends[3] if extends else "")
+
+    def vm_decl(self, children):
+        return self._decl("vm", children)
+
+    def template_decl(self, children):
+        return self._decl("template", children)
+
+    def extends(self, children):
+        tokens = self._tokens(children)
+        value = self._value(tokens[1])
+        return ("extends", _text(value), value.span, value.text)
+
+    # ---- blocks --------------------------------------------------------------------
+    def _block(self, key: str, children):
+        head = [c for c in children if isinstance(c, Token) and c.type != "_NL"]
+        self._tokens([c for c in children if isinstance(c, Token)])
+        settings = tuple(c for c in children if isinstance(c, ast.Setting))
+        return ast.Block(key, settings, _span(self.file, head[0], head[-1]), head[-1].line)
+
+    def host_block(self, children):
+        return self._block("host", children)
+
+    def policy_block(self, children):
+        return self._block("policy", children)
+
+    def launch_block(self, children):
+        return self._block("launch", children)
+
+    # ---- settings ------------------------------------------------------------------
+    def policy_field(self, children):
+        return self._setting(None, children)
+
+    def policy_raw(self, children):
+        return self._setting("policy", children)
+
+    def cpu_stmt(self, children):
+        keyword = self._tokens(children)[0]  # also collects the trailing comment
+        values = tuple(c for c in children if isinstance(c, ast.Value))
+        end = values[-1].span
+        span = Span(self.file, keyword.line, keyword.column, end.end_line, end.end_column)
+        return ast.Setting("cpu", values, (), span, _span(self.file, keyword, keyword))
+
+    def cpu_name(self, children):
+        value = self._value(self._tokens(children)[0])
+        return ast.Value("cpu", ("name", _text(value)), value.text, value.span)
+
+    def cpu_fms(self, children):
+        tokens = self._tokens(children)
+        numbers = [self._value(t) for t in tokens if t.type == "INT"]
+        text = "family {} model {} stepping {}".format(*(n.text for n in numbers))
+        payload = ("fms", tuple(n.value for n in numbers))
+        return ast.Value("cpu", payload, text, _span(self.file, tokens[0], tokens[-1]))
+
+    def cpu_signature(self, children):
+        tokens = self._tokens(children)
+        number = self._value(tokens[1])
+        return ast.Value("cpu", ("signature", number.value), f"signature {number.text}",
+                         _span(self.file, tokens[0], tokens[-1]))
+
+    def __default__(self, data, children, meta):
+        if data.endswith("_stmt"):
+            return self._setting(data[: -len("_stmt")].replace("_", "-"), children)
+        if data in ("pin", "disk_format"):
+            return Tree(data, children)  # flattened by the enclosing statement
+        return Tree(data, children, meta)
+
+
+def _text(value: ast.Value) -> str:
+    """A string value as text (names and paths); bytes that are not UTF-8 are escaped."""
+    data = value.value
+    return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else str(data)
+
+
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    compact = "".join(text.split())
+    digits = compact.rstrip("KMGTiB")
+    unit = compact[len(digits):][0]
+    return int(digits.replace("_", ""), 0) * _UNITS[unit]
+
+
+__all__ = ["parse_text", "parser", "UnexpectedCharacters", "UnexpectedEOF", "UnexpectedToken"]

@@ -1,0 +1,50 @@
+"""Decoding string literals: exactly the escapes the language defines, nothing else.
+
+The result is bytes because the kernel command line is measured byte for byte:
+``\\xNN`` is one raw byte, ``\\u{...}`` a code point in UTF-8, everything else the
+UTF-8 bytes of the source text.
+"""
+from __future__ import annotations
+
+import re
+
+from ..diagnostics import Diagnostic, error
+from ..model import Span
+
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|.)", re.DOTALL)
+_SIMPLE = {"\\": b"\\", '"': b'"', "n": b"\n", "t": b"\t"}
+ALLOWED = r'\\ \" \n \t \xNN \u{...}'
+
+
+def decode_string(literal: str, span: Span) -> tuple[bytes, list[Diagnostic]]:
+    """Decode a STRING token (with its quotes).  Bad escapes are reported at their column."""
+    body = literal[1:-1]
+    out = bytearray()
+    problems: list[Diagnostic] = []
+    pos = 0
+    for match in _ESCAPE.finditer(body):
+        out += body[pos:match.start()].encode("utf-8", "surrogatepass")
+        pos = match.end()
+        decoded = _escape(match.group(1))
+        if decoded is None:
+            column = span.column + 1 + match.start()
+            where = Span(span.file, span.line, column, span.line, column + len(match.group(0)))
+            problems.append(error(f"invalid escape {match.group(0)!r} in string; strings accept "
+                                  f"only {ALLOWED}", where, fatal_input=True))
+        else:
+            out += decoded
+    out += body[pos:].encode("utf-8", "surrogatepass")
+    return bytes(out), problems
+
+
+def _escape(code: str) -> bytes | None:
+    if code in _SIMPLE:
+        return _SIMPLE[code]
+    if code.startswith("x") and len(code) == 3:
+        return bytes([int(code[1:], 16)])
+    if code.startswith("u{"):
+        point = int(code[2:-1], 16)
+        if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+            return None
+        return chr(point).encode("utf-8")
+    return None
