@@ -160,3 +160,66 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
+
+
+# ---- model objects built directly (no front end) ------------------------------------------
+
+def make_vm(*, name: str = "vm", type: str = "sev", firmware: Path = SC, kernel: Path | None = None,
+            initrd: Path | None = None, cmdline: bytes | None = None, kernel_hashes: bool = False,
+            vcpus=(1,), cpus=(), policy: int = 0x1, vmms=("qemu",), legacy=(True,),
+            sev_features=(0,)):
+    """A model.VM as the front end would produce it (paths already resolved)."""
+    from sevmanifest import model
+
+    def artefact(role, path):
+        return None if path is None else model.Artefact(role, str(path), Path(path))
+
+    return model.VM(
+        name=name, file=f"{name}.sevm", type=model.GuestType(type),
+        firmware=artefact("firmware", firmware), kernel=artefact("kernel", kernel),
+        initrd=artefact("initrd", initrd), cmdline=cmdline, kernel_hashes=kernel_hashes,
+        vcpus=tuple(vcpus), cpus=tuple(cpus), memory=2 << 30, machine="q35",
+        host=model.HostMatrix(vmms=tuple(model.Vmm(v) for v in vmms),
+                              legacy_vm_types=tuple(legacy), sev_features=tuple(sev_features)),
+        policy=model.Policy(policy), launch=model.Launch())
+
+
+def cpu(family: int, model_: int, stepping: int, name: str | None = None):
+    from sevmanifest import cpus, model
+    return model.Cpu(cpus.signature(family, model_, stepping), name, family, model_, stepping)
+
+
+EPYC_MILAN = (25, 1, 1)
+
+
+def m_vector_vm(vector_id: str):
+    """The model VM that vectors M-2..M-4 describe."""
+    if vector_id == "M-2":
+        return make_vm(name="m2", policy=0x3)
+    if vector_id == "M-3":
+        return make_vm(name="m3", policy=0x3, kernel=SK, initrd=SI, cmdline=M_CMDLINE,
+                       kernel_hashes=True)
+    if vector_id == "M-4":
+        return make_vm(name="m4", type="sev-es", policy=0x5, vcpus=(4,),
+                       cpus=(cpu(*EPYC_MILAN, name="EPYC-Milan"),))
+    raise KeyError(vector_id)
+
+
+@dataclass(frozen=True)
+class InjectedVariant:
+    """A VariantDigest stand-in with a launch digest given directly (vector M-1)."""
+
+    variant: object
+    launch_digest: bytes
+    cpu_signature: int | None = None
+
+
+@dataclass(frozen=True)
+class InjectedMeasurement:
+    vm: object
+    variants: tuple
+    artefact_digests: dict
+
+
+def injected(vm, launch_digest: bytes) -> InjectedMeasurement:
+    return InjectedMeasurement(vm, tuple(InjectedVariant(v, launch_digest) for v in vm.variants()), {})

@@ -1,7 +1,179 @@
-"""`sevm verify` (not implemented yet)."""
+"""`sevm verify`: check a launch measurement reported by a host against a manifest.
+
+    sevm verify FILE [--vm NAME] --tik F
+        (--measurement B64|HEX [--mnonce B64|HEX] | --launch-measure F)
+        (--api-major N --api-minor N --build N [--policy N] | --query-sev F)
+        [--format text|json]
+
+Exit 0: a variant matches and the reported policy equals the manifest's; 1: no match, or
+the policy differs; 2: usage error or unreadable input.  The TIK is never printed.
+"""
 from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..diagnostics import EXIT_FAILED, EXIT_OK, DiagnosticError, error
+
+# A TIK file is 16 bytes; reading a little more is enough to say what else it is.
+TIK_READ_LIMIT = 4096
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("verify", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    p = sub.add_parser(
+        "verify", help="check a reported launch measurement against every variant of a manifest",
+        description="Check the launch measurement an SEV host reports (QMP query-sev-launch-measure, "
+                    "libvirt sev-measurement) against every variant of the VMs in FILE.  Exit 0 "
+                    "on a match with the manifest's policy, 1 otherwise, 2 on bad input.  "
+                    "One of the files may be '-' (standard input).")
+    p.add_argument("file", metavar="FILE", help="the .sevm manifest")
+    p.add_argument("--vm", metavar="NAME", help="check only this vm (default: every vm in FILE)")
+    p.add_argument("--tik", metavar="F", required=True,
+                   help="the 16-byte binary TIK file of the launch session (sevctl NAME_tik.bin)")
+    blob = p.add_argument_group("reported measurement (one of)")
+    blob.add_argument("--measurement", metavar="B64|HEX",
+                      help="the 48-byte blob measurement||mnonce as QEMU/libvirt report it "
+                           "(or the 32-byte measurement with --mnonce)")
+    blob.add_argument("--mnonce", metavar="B64|HEX", help="the 16-byte nonce, when --measurement "
+                                                          "holds the 32-byte measurement alone")
+    blob.add_argument("--launch-measure", metavar="F",
+                      help="JSON reply of QMP query-sev-launch-measure")
+    host = p.add_argument_group("host SEV firmware and policy (one of)")
+    host.add_argument("--api-major", metavar="N", type=_uint(8))
+    host.add_argument("--api-minor", metavar="N", type=_uint(8))
+    host.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint(8))
+    host.add_argument("--policy", metavar="N", type=_uint(32),
+                      help="the policy the host reports (decimal or 0x hex); without it the "
+                           "manifest's policy is assumed and not compared")
+    host.add_argument("--query-sev", metavar="F", help="JSON reply of QMP query-sev")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run, _parser=p)
+
+
+def _uint(bits: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not 0 <= value < (1 << bits):
+            raise argparse.ArgumentTypeError(f"{text} is not in 0..{(1 << bits) - 1}")
+        return value
+    return parse
+
+
+def run(args) -> int:
+    from ..measure.digest import compute_many
+    from ..measure.verify import Tik, verify
+    from ..measure.verify_report import to_json, to_text
+    from .common import load_manifest, select_vms
+
+    _check_usage(args)
+    tik = Tik(_read_tik(args.tik))
+    reported = _reported(args)
+    vms = select_vms(load_manifest(args.file), args.vm)
+    result = verify(compute_many(vms), reported, tik)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+    else:
+        sys.stdout.write(to_text(result))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _usage(message: str) -> DiagnosticError:
+    return DiagnosticError(error(message, fatal_input=True))
+
+
+def _check_usage(args) -> None:
+    if (args.measurement is None) == (args.launch_measure is None):
+        raise _usage("give the reported measurement with exactly one of --measurement or "
+                     "--launch-measure")
+    if args.mnonce is not None and args.measurement is None:
+        raise _usage("--mnonce goes with --measurement (a query-sev-launch-measure reply "
+                     "already holds the nonce)")
+    by_option = [args.api_major, args.api_minor, args.build]
+    if args.query_sev is not None:
+        if any(v is not None for v in by_option + [args.policy]):
+            raise _usage("--query-sev already gives the API version, build and policy: drop "
+                         "--api-major/--api-minor/--build/--policy")
+    elif any(v is None for v in by_option):
+        raise _usage("give the host's SEV firmware version with --api-major, --api-minor and "
+                     "--build (as query-sev or virsh domlaunchsecinfo report them), or "
+                     "--query-sev FILE")
+    stdin_users = [o for o, v in (("--tik", args.tik), ("--query-sev", args.query_sev),
+                                  ("--launch-measure", args.launch_measure)) if v == "-"]
+    if len(stdin_users) > 1:
+        raise _usage(f"only one input can be '-' (standard input): {', '.join(stdin_users)}")
+
+
+def _reported(args):
+    from ..measure.qmp import MAX_REPLY_BYTES, parse_launch_measure, parse_query_sev
+    from ..measure.verify import Reported
+
+    if args.launch_measure is not None:
+        source = _name(args.launch_measure)
+        blob = parse_launch_measure(_read(args.launch_measure, "query-sev-launch-measure reply",
+                                          MAX_REPLY_BYTES), source)
+    else:
+        blob = _blob_from_options(args.measurement, args.mnonce)
+    if args.query_sev is not None:
+        info = parse_query_sev(_read(args.query_sev, "query-sev reply", MAX_REPLY_BYTES),
+                               _name(args.query_sev))
+        platform = dict(api_major=info.api_major, api_minor=info.api_minor, build=info.build,
+                        policy=info.policy)
+    else:
+        platform = dict(api_major=args.api_major, api_minor=args.api_minor, build=args.build,
+                        policy=args.policy)
+    return Reported.from_blob(blob, **platform)
+
+
+def _blob_from_options(measurement: str, mnonce: str | None) -> bytes:
+    from ..measure.launch import decode_bytes_arg
+
+    if mnonce is not None:
+        return (decode_bytes_arg(measurement, 32, "--measurement (with --mnonce)")
+                + decode_bytes_arg(mnonce, 16, "--mnonce"))
+    try:
+        return decode_bytes_arg(measurement, 48, "--measurement")
+    except DiagnosticError:
+        try:
+            decode_bytes_arg(measurement, 32, "--measurement")
+        except DiagnosticError:
+            raise _usage("--measurement must be the 48-byte blob measurement||mnonce that QEMU "
+                         "and libvirt report, as base64 (64 characters) or hex (96 digits)") from None
+        raise _usage("--measurement holds 32 bytes: that is the measurement without its nonce; "
+                     "give the 48-byte blob (QMP query-sev-launch-measure \"data\", libvirt "
+                     "sev-measurement) or add --mnonce") from None
+
+
+def _read_tik(path: str) -> bytes:
+    data = _read(path, "TIK file", TIK_READ_LIMIT)
+    if len(data) != 16:
+        # Never echo the content: it is (or may be) the secret.
+        hint = (" (32 bytes is a TEK||TIK pair as libvirt --tk and sev-tool use: the TIK is "
+                "its last 16 bytes)" if len(data) == 32 else
+                " (a text encoding? the TIK file holds the 16 raw bytes)"
+                if len(data) in (22, 23, 24, 25, 33) else "")
+        raise _usage(f"TIK file {_name(path)} has {len(data)} bytes; a TIK file holds exactly "
+                     f"16 raw bytes, as sevctl session writes NAME_tik.bin{hint}")
+    return data
+
+
+def _read(path: str, what: str, limit: int) -> bytes:
+    """Read a whole (small) input: a file, a pipe such as <(...), or '-' for stdin."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as exc:
+        raise _usage(f"cannot read {what} {_name(path)}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise _usage(f"{what} {_name(path)} is larger than {limit} bytes; that is not a {what}")
+    return data
+
+
+def _name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
