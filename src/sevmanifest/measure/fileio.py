@@ -23,6 +23,7 @@ def open_regular(path: Path, what: str, span: Span | None = None) -> tuple[int, 
     try:
         fd = os.open(path, flags)
     except OSError as exc:
+        _raise_if_special(path, what, span)  # e.g. a socket cannot be opened at all
         raise DiagnosticError(error(f"cannot read {what} {path}: {_reason(exc)}", span,
                                     fatal_input=True)) from None
     try:
@@ -33,9 +34,22 @@ def open_regular(path: Path, what: str, span: Span | None = None) -> tuple[int, 
                                     fatal_input=True)) from None
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise DiagnosticError(error(f"{what} {path} is not a regular file ({_kind(st.st_mode)})",
-                                    span, fatal_input=True))
+        raise _not_regular(path, what, span, st)
     return fd, st
+
+
+def _not_regular(path: Path, what: str, span: Span | None, st: os.stat_result) -> DiagnosticError:
+    return DiagnosticError(error(f"{what} {path} is not a regular file ({_kind(st.st_mode)})",
+                                 span, fatal_input=True))
+
+
+def _raise_if_special(path: Path, what: str, span: Span | None) -> None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, what, span, st)
 
 
 def read_exact_at(fd: int, offset: int, length: int, what: str, path: Path) -> bytes:
