@@ -1,0 +1,117 @@
+"""Jinja2 environments for sevm's own templates and for users' templates.
+
+All environments use ``StrictUndefined`` (a misspelt variable is an error, not an empty
+string) and share the filters below.  XML output is autoescaped.  Users' templates
+(``--template PATH``) run in Jinja's ``SandboxedEnvironment``: they see the documented
+context and cannot reach Python internals.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+# This module is imported only by the render command, so importing Jinja here keeps it
+# off the start-up path of every other command.
+import jinja2
+import jinja2.sandbox
+from markupsafe import Markup, escape
+
+from ..resources import templates_dir
+
+XML_SUFFIXES = (".xml", ".html", ".htm", ".xhtml")
+# Characters XML 1.0 cannot carry at all (C0 controls other than tab, LF, CR; surrogates
+# stand for bytes that are not UTF-8, which an XML document cannot carry either).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class RenderValueError(ValueError):
+    """A value that the requested output format cannot represent."""
+
+
+def shell_quote(value) -> str:
+    """One shell word that the shell turns back into exactly ``value``."""
+    text = str(value)
+    if "\0" in text:
+        raise RenderValueError("a NUL byte cannot appear in a shell word")
+    return shlex.quote(text)
+
+
+def shell_join(values) -> str:
+    return " ".join(shell_quote(v) for v in values)
+
+
+def xml_text(value) -> Markup:
+    """Escape for XML text and attribute values.  Tab, newline and carriage return become
+    character references, which every XML parser keeps (a literal CR or an attribute
+    newline would be normalised away)."""
+    text = str(value)
+    bad = _XML_INVALID.search(text)
+    if bad:
+        raise RenderValueError(f"character U+{ord(bad.group()):04X} cannot appear in XML "
+                               f"(in {text!r})")
+    escaped = str(escape(text))
+    return Markup(escaped.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def sh_comment(value) -> str:
+    """Text safe inside a ``#`` comment line: control characters shown as escapes."""
+    return _printable(str(value))
+
+
+def xml_comment(value) -> Markup:
+    """Text safe inside ``<!-- -->``: no control characters, no ``--``, no trailing ``-``."""
+    text = _printable(str(value))
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return Markup(text + (" " if text.endswith("-") else ""))
+
+
+def hex_filter(value: int, width: int = 0) -> str:
+    """``0x``-prefixed lowercase hex, zero-padded to ``width`` digits."""
+    return f"0x{int(value):0{width}x}"
+
+
+def to_json(value, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=True)
+
+
+FILTERS = {"shell_quote": shell_quote, "shell_join": shell_join, "xml": xml_text,
+           "sh_comment": sh_comment, "xml_comment": xml_comment, "hex": hex_filter,
+           "tojson_ascii": to_json}
+
+
+def _autoescape(name: str | None) -> bool:
+    if name is None:
+        return False
+    for suffix in (".j2", ".jinja", ".jinja2"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.endswith(XML_SUFFIXES)
+
+
+def _configure(env: jinja2.Environment) -> jinja2.Environment:
+    env.filters.update(FILTERS)
+    return env
+
+
+def builtin_environment() -> jinja2.Environment:
+    """sevm's own templates (``templates/``), autoescaped by file name."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, autoescape=_autoescape,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return _configure(env)
+
+
+def user_environment(template: Path) -> jinja2.sandbox.SandboxedEnvironment:
+    """A sandbox for a user's template; ``{% include %}`` finds files beside it."""
+    env = jinja2.sandbox.SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return _configure(env)

@@ -1,0 +1,78 @@
+"""Rendering a context through a template, with template problems turned into diagnostics.
+
+Problems in a user's template (syntax, an undefined variable, a sandbox violation) are
+input errors (exit 2) located at the template's line; a value the output format cannot
+carry (a NUL in a shell word, a control character in XML) is a failed render (exit 1).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import jinja2.sandbox
+
+from ..diagnostics import DiagnosticError, error
+from ..model import Span
+from .env import RenderValueError, builtin_environment, user_environment
+
+
+def _span(file: str, line: int | None) -> Span | None:
+    if not line:
+        return None
+    return Span(file, line, 1, line, 1)
+
+
+def _template_line(exc: BaseException, file: str) -> int | None:
+    """The template line a render error came from (Jinja rewrites tracebacks so that
+    template frames carry the template's file name and line)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _render(env: jinja2.Environment, name: str, file: str, context: dict) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise DiagnosticError(error(f"template syntax error: {exc.message}",
+                                    _span(exc.filename or file, exc.lineno), fatal_input=True))
+    except jinja2.TemplateNotFound as exc:
+        raise DiagnosticError(error(f"template not found: {exc.name}", fatal_input=True))
+    except jinja2.UndefinedError as exc:
+        raise DiagnosticError(error(f"template uses an undefined value: {exc.message} "
+                                    "(see docs/rendering.md for the context)",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
+    except jinja2.sandbox.SecurityError as exc:
+        raise DiagnosticError(error(f"template not allowed in the sandbox: {exc}",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
+    except RenderValueError as exc:
+        raise DiagnosticError(error(f"cannot render: {exc}", _span(file, _template_line(exc, file))))
+    except jinja2.TemplateError as exc:
+        raise DiagnosticError(error(f"template error: {exc}", _span(file, _template_line(exc, file)),
+                                    fatal_input=True))
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DiagnosticError(error(f"cannot read template {file}: {exc}", fatal_input=True))
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        # a template's own expression failed (e.g. adding a string to a number)
+        raise DiagnosticError(error(f"template failed: {type(exc).__name__}: {exc}",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
+
+
+def render_builtin(name: str, context: dict) -> str:
+    """One of sevm's own templates (``templates/NAME``)."""
+    env = builtin_environment()
+    return _render(env, name, str(Path(env.loader.searchpath[0]) / name), context)
+
+
+def render_user(path: str | Path, context: dict) -> str:
+    """A user's template file, in the sandbox."""
+    template = Path(path)
+    if not template.is_file():
+        raise DiagnosticError(error(f"--template {path}: no such file", fatal_input=True))
+    env = user_environment(template)
+    file = str(Path(env.loader.searchpath[0]) / template.name)
+    return _render(env, template.name, file, context)
