@@ -31,7 +31,7 @@ class Change:
     why: str  # one line, plain words
     measured: bool = False  # the reference values (launch digest or measurement) change
     span: Span | None = field(default=None, compare=False)  # where NEW sets it
-    vm: str = ""
+    vm: str = ""  # the VM's name
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Old and new launch digests per variant, for VMs whose reference values change.
+
+Optional (``sevm diff --digests``): it reads and hashes the artefacts of both sides.
+When an artefact cannot be read (a build output that is not in the repository, or
+a pin that no longer matches the file), the VM's digests are reported as unavailable
+with the reason, and the rest of the diff is unaffected.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..diagnostics import DiagnosticError
+from ..model import VM, Variant
+from .diff import DiffResult
+
+
+@dataclass(frozen=True)
+class DigestRow:
+    variant: str  # "vcpus=4 cpu=EPYC-Milan vmm=qemu legacy-vm-type=on sev-features=0x0"
+    old: str | None  # launch digest (GCTX.LD), 64 hex digits; None: no such variant
+    new: str | None
+
+
+@dataclass(frozen=True)
+class VmDigests:
+    vm: str
+    rows: tuple[DigestRow, ...] = ()
+    unavailable: str | None = None  # why the digests could not be computed
+
+    @property
+    def changed(self) -> bool:
+        return any(row.old != row.new for row in self.rows)
+
+
+def variant_label(variant: Variant) -> str:
+    return " ".join(f"{k}={v}" for k, v in variant.key().items() if v != "")
+
+
+def digest_table(old: VM | None, new: VM | None) -> VmDigests:
+    name = (new or old).name  # type: ignore[union-attr]
+    try:
+        before = _launch_digests(old)
+        after = _launch_digests(new)
+    except _Unavailable as exc:
+        return VmDigests(name, unavailable=str(exc))
+    labels = list(after) + [label for label in before if label not in after]
+    return VmDigests(name, tuple(DigestRow(label, before.get(label), after.get(label))
+                                 for label in labels))
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def _launch_digests(vm: VM | None) -> dict[str, str]:
+    if vm is None:
+        return {}
+    try:
+        from ..measure.digest import compute
+        measured = compute(vm)
+    except DiagnosticError as exc:
+        raise _Unavailable(f"digests unavailable for vm {vm.name}: "
+                           f"{exc.diagnostics[0].message}") from None
+    except (ImportError, OSError, ValueError) as exc:
+        raise _Unavailable(f"digests unavailable for vm {vm.name}: {exc}") from None
+    return {variant_label(v.variant): _hex(v.launch_digest) for v in measured.variants}
+
+
+def _hex(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def digests_for(result: DiffResult, old_vms: dict[str, VM], new_vms: dict[str, VM]) -> list[VmDigests]:
+    """A table for every VM with a change that affects the reference values."""
+    names = list(dict.fromkeys(c.vm for c in result.changes if c.measured))
+    return [digest_table(old_vms.get(name), new_vms.get(name)) for name in names]

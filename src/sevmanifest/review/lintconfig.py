@@ -1,0 +1,132 @@
+"""Per-repository lint configuration: disable a rule, or raise a warning to an error.
+
+Looked up by walking up from the manifest's directory.  In each directory a
+``.sevm.toml`` is tried first, then a ``pyproject.toml`` that has a ``[tool.sevm]``
+table; the first one found is the whole configuration (no merging across levels).
+The walk stops after the directory that holds ``.git`` (the repository root).
+
+    # .sevm.toml                      # pyproject.toml
+    disable = ["SEVM104"]             [tool.sevm]
+    error = ["debug-allowed"]         disable = ["unpinned-artefact"]
+
+Rules are named by id ("SEVM101") or name ("debug-allowed").  Unknown keys or rules
+are errors naming the configuration file and line (exit status 2).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..diagnostics import Diagnostic, DiagnosticError, Severity, error
+from ..model import Span
+
+CONFIG_FILE = ".sevm.toml"
+KEYS = ("disable", "error")
+
+
+@dataclass(frozen=True)
+class LintConfig:
+    source: Path | None = None  # the file the settings came from; None: defaults
+    disabled: frozenset[str] = frozenset()  # rule ids
+    errors: frozenset[str] = frozenset()  # rule ids raised from warning to error
+
+    def apply(self, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+        """Drop disabled rules' diagnostics and raise the listed warnings to errors."""
+        out = []
+        for d in diagnostics:
+            if d.rule in self.disabled:
+                continue
+            if d.rule in self.errors and d.severity is Severity.WARNING:
+                d = dataclasses.replace(d, severity=Severity.ERROR,
+                                        notes=d.notes + (f"raised to an error by {self.source}",))
+            out.append(d)
+        return out
+
+
+def load_lint_config(start: Path) -> LintConfig:
+    """The configuration that applies to manifests in ``start`` (a directory or a file)."""
+    start = Path(start).resolve()
+    return _load_from(start.parent if start.is_file() else start)
+
+
+def _load_from(directory: Path) -> LintConfig:
+    for folder in (directory, *directory.parents):
+        for candidate, table in ((folder / CONFIG_FILE, None), (folder / "pyproject.toml", "sevm")):
+            settings = _read(candidate, table)
+            if settings is not None:
+                return _validate(candidate, settings)
+        if (folder / ".git").exists():
+            break
+    return LintConfig()
+
+
+def _read(path: Path, tool_table: str | None) -> dict | None:
+    """The settings table in ``path``, or None when the file or table is absent."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _config_error(path, f"cannot read lint configuration: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _config_error(path, f"not valid TOML: {exc}", _toml_error_line(str(exc))) from None
+    if tool_table is None:
+        return data
+    table = data.get("tool", {}).get(tool_table) if isinstance(data.get("tool"), dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise _config_error(path, f"[tool.{tool_table}] must be a table", _line_of(path, "sevm"))
+    return table
+
+
+def _validate(path: Path, settings: dict) -> LintConfig:
+    from ..frontend.lint import RULES
+    by_name = {rule.name: rule.id for rule in RULES} | {rule.id: rule.id for rule in RULES}
+    for key in settings:
+        if key not in KEYS:
+            raise _config_error(path, f"unknown setting {key!r} (known: {', '.join(KEYS)})",
+                                _line_of(path, key))
+    chosen: dict[str, frozenset[str]] = {}
+    for key in KEYS:
+        values = settings.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _config_error(path, f"{key!r} must be a list of rule ids or names",
+                                _line_of(path, key))
+        for value in values:
+            if value not in by_name:
+                known = ", ".join(f"{r.id} ({r.name})" for r in RULES)
+                raise _config_error(path, f"unknown lint rule {value!r} in {key!r}; known rules: "
+                                    f"{known}", _line_of(path, value))
+        chosen[key] = frozenset(by_name[v] for v in values)
+    both = chosen["disable"] & chosen["error"]
+    if both:
+        raise _config_error(path, f"rule {', '.join(sorted(both))} is both disabled and raised "
+                            "to an error", _line_of(path, "error"))
+    return LintConfig(path, chosen["disable"], chosen["error"])
+
+
+def _config_error(path: Path, message: str, line: int | None = None) -> DiagnosticError:
+    span = Span(str(path), line or 1, 1, line or 1, 1)
+    return DiagnosticError(error(f"lint configuration: {message}", span, fatal_input=True))
+
+
+def _line_of(path: Path, word: str) -> int | None:
+    """The first line that mentions ``word``: TOML parsers give no positions for values."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    pattern = re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
+    for number, line in enumerate(lines, start=1):
+        if pattern.search(line.split("#", 1)[0]):
+            return number
+    return None
+
+
+def _toml_error_line(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
