@@ -1,0 +1,88 @@
+"""Helpers for the lock/export/cache tests: a throw-away repository of manifests over copies
+of the synthetic images, running `sevm` in a subprocess, and reading locks."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO / "manifests" / "images"
+FIRMWARE = "OVMF.synthetic-amdsev.fd"
+KERNEL = "vmlinuz.synthetic"
+INITRD = "initrd.synthetic.img"
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def vm_text(name: str = "web", *, vcpus: str = "1, 2", type: str = "sev-es",
+            pin_firmware: bool = False, images: str = "../images", policy: str = "debug deny",
+            legacy: str = "on", cmdline: str = "console=ttyS0") -> str:
+    """One vm block over the synthetic images (measured direct boot)."""
+    pin = f' sha256 "{sha256_file(IMAGES / FIRMWARE)}"' if pin_firmware else ""
+    return f'''vm "{name}" {{
+    type {type}
+    firmware "{images}/{FIRMWARE}"{pin}
+    kernel "{images}/{KERNEL}"
+    initrd "{images}/{INITRD}"
+    cmdline "{cmdline}"
+    kernel-hashes on
+    vcpus {vcpus}
+    cpu "EPYC-Milan"
+    host {{
+        vmm qemu
+        qemu-version "9.2"
+        legacy-vm-type {legacy}
+        sev-features 0x0
+        cbitpos 51
+        reduced-phys-bits 1
+    }}
+    policy {{
+        {policy}
+        key-sharing deny
+    }}
+}}
+'''
+
+
+def make_repo(root: Path) -> Path:
+    """``root/images`` (copies of the synthetic images, old mtimes) and ``root/vms``."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    for name in (FIRMWARE, KERNEL, INITRD):
+        shutil.copyfile(IMAGES / name, images / name)
+        age(images / name)
+    (root / "vms").mkdir()
+    return root / "vms"
+
+
+def age(path: Path, seconds: float = 3600) -> None:
+    """Backdate mtime (ctime still becomes "now": caches must be given a later clock)."""
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def sevm(*args: str, cwd: Path | None = None, env: dict | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "sevmanifest", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_lock(path: Path) -> dict:
+    return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def variants(lock: dict, vm: str) -> list[dict]:
+    return next(v for v in lock["vms"] if v["name"] == vm)["variants"]
+
+
+def stray_temp_files(directory: Path) -> list[Path]:
+    return sorted(p for p in Path(directory).rglob("*.tmp"))
