@@ -223,3 +223,77 @@ class InjectedMeasurement:
 
 def injected(vm, launch_digest: bytes) -> InjectedMeasurement:
     return InjectedMeasurement(vm, tuple(InjectedVariant(v, launch_digest) for v in vm.variants()), {})
+
+
+# ---- running Debian's virt-qemu-sev-validate --------------------------------------------------
+#
+# The tool is a 1300-line Python script that imports lxml, libvirt and cryptography: each
+# process costs ~0.2 s, mostly imports.  So the bulk of the differential cases go through
+# one long-lived Debian python3 that loads the unmodified script once and calls its main()
+# per case with sys.argv set (stdout, stderr and its logging captured per case); a sample
+# of cases also runs as separate processes, two at a time, and must give the same results.
+
+VALIDATE_BATCH_DRIVER = r'''
+import contextlib, importlib.machinery, importlib.util, io, json, logging, sys
+loader = importlib.machinery.SourceFileLoader("virt_qemu_sev_validate", sys.argv[1])
+spec = importlib.util.spec_from_loader(loader.name, loader)
+tool = importlib.util.module_from_spec(spec)
+loader.exec_module(tool)
+root = logging.getLogger()
+handler = logging.StreamHandler(io.StringIO())
+root.addHandler(handler)  # so the tool's basicConfig() adds none; its formatter lands here
+for line in sys.stdin:
+    argv = json.loads(line)
+    out, err = io.StringIO(), io.StringIO()
+    handler.setStream(err)
+    root.setLevel(logging.DEBUG if "--debug" in argv else logging.WARNING)
+    sys.argv = ["virt-qemu-sev-validate"] + argv
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            tool.main()
+            rc = 0
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+    print(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}), flush=True)
+'''
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def run_validate_batch(argvs: list[list[str]]) -> list[ToolRun]:
+    """Run virt-qemu-sev-validate once per argv inside one Debian python3 process."""
+    if not argvs:
+        return []
+    payload = "".join(json.dumps(a) + "\n" for a in argvs)
+    proc = subprocess.run([DEBIAN_PYTHON, "-c", VALIDATE_BATCH_DRIVER, VALIDATE], input=payload,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"batch driver failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    runs = [ToolRun(**json.loads(line)) for line in proc.stdout.splitlines()]
+    assert len(runs) == len(argvs), proc.stderr[-2000:]
+    return runs
+
+
+def run_validate_processes(argvs: list[list[str]], workers: int = 2) -> list[ToolRun]:
+    """Run virt-qemu-sev-validate as a separate process per argv, ``workers`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(argv: list[str]) -> ToolRun:
+        proc = subprocess.run([DEBIAN_PYTHON, VALIDATE, *argv], capture_output=True, text=True,
+                              timeout=120)
+        return ToolRun(proc.returncode, proc.stdout, proc.stderr)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, argvs))
+
+
+def measured_data_digest(run: ToolRun) -> str | None:
+    """The tool's --debug line "Measured-data(sha256): HEX", i.e. its launch digest."""
+    import re
+    found = re.findall(r"Measured-data\(sha256\): ([0-9a-f]{64})", run.stderr)
+    return found[-1] if found else None
