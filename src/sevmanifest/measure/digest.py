@@ -109,6 +109,9 @@ def _input_problems(vm: VM) -> list[Diagnostic]:
     if vm.kernel is None and vm.cmdline is not None:
         out.append(error(f"vm {vm.name}: a cmdline needs a kernel",
                          vm.origins.get("cmdline", where)))
+    if vm.cmdline is not None and b"\0" in vm.cmdline:
+        out.append(error(f"vm {vm.name}: the cmdline contains a NUL byte; QEMU would cut it there",
+                         vm.origins.get("cmdline", where)))
     if any(n < 1 for n in vm.vcpus):
         out.append(error(f"vm {vm.name}: vcpus must be at least 1, got "
                          f"{', '.join(map(str, vm.vcpus))}", vm.origins.get("vcpus", where)))
