@@ -11,7 +11,7 @@ from typing import Iterator
 
 from ..model import POLICY_FIELDS, VM, Artefact, GuestType, PolicyBit
 from . import matrix
-from .explain import NO_BITS
+from .explain import NO_BITS, quote_bytes
 from .kinds import Kind, RawChange
 
 
@@ -141,7 +141,7 @@ def _artefact_pin(role: str, was: str | None, now: str | None, measured: bool) -
 def _cmdline(old: VM, new: VM) -> Iterator[RawChange]:
     if old.cmdline == new.cmdline:
         return
-    shown = (_bytes(old.cmdline), _bytes(new.cmdline))
+    shown = (quote_bytes(old.cmdline), quote_bytes(new.cmdline))
     if not old.cmdline and not new.cmdline:  # QEMU hashes both as one NUL byte
         yield RawChange("cmdline", *shown, Kind.NEUTRAL, "no cmdline and an empty one hash "
                         "the same (a single NUL)")
@@ -155,26 +155,6 @@ def _cmdline(old: VM, new: VM) -> Iterator[RawChange]:
 def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
-
-def _bytes(value: bytes | None) -> str | None:
-    """Quoted like a manifest string, so trailing blanks and control bytes are visible."""
-    if value is None:
-        return None
-    out = []
-    for ch in value.decode("utf-8", "surrogateescape"):
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
 
 _COMPARATORS = (_type, _policy_fields, _min_api, _reserved, _kernel_hashes, _artefacts, _cmdline,
                 *matrix.COMPARATORS)

@@ -159,7 +159,7 @@ def _hash_table_input(vm: VM) -> MeasuredInput | None:
         return MeasuredInput("kernel-hashes table", "NOT MEASURED: the kernel, initrd and "
                              "cmdline are booted without kernel-hashes, so the host can "
                              "replace them unnoticed")
-    cmdline = repr(vm.cmdline.decode("utf-8", "backslashreplace")) if vm.cmdline else "(none)"
+    cmdline = quote_bytes(vm.cmdline or b"")
     initrd = f"{vm.initrd.written} ({_pin(vm.initrd)})" if vm.initrd else "(none: empty hash)"
     return MeasuredInput("kernel-hashes table", f"176 bytes: cmdline {cmdline} plus one NUL; "
                          f"initrd {initrd}; kernel {vm.kernel.written} ({_pin(vm.kernel)})")
@@ -169,9 +169,9 @@ def _vmsa_input(vm: VM) -> MeasuredInput:
     h = vm.host
     counts = ", ".join(str(n) for n in vm.vcpus)
     cpus = ", ".join(f"{c.label} (0x{c.signature:08x})" for c in vm.cpus) or "none stated"
-    profiles = ", ".join(
-        f"legacy-vm-type {'on (KVM_SEV_ES_INIT)' if legacy else 'off (KVM_SEV_INIT2)'}"
-        for legacy in h.legacy_vm_types)
+    profiles = "legacy-vm-type " + ", ".join(
+        "on (legacy KVM_SEV_ES_INIT: FPU fields zero)" if legacy
+        else "off (KVM_SEV_INIT2: x87 FCW and MXCSR set)" for legacy in h.legacy_vm_types)
     features = ", ".join(f"0x{f:x}" for f in h.sev_features)
     vmms = ", ".join(v.value for v in h.vmms)
     signature_note = "" if Vmm.QEMU in h.vmms else " (not measured: only vmm qemu puts it in RDX)"
@@ -182,8 +182,32 @@ def _vmsa_input(vm: VM) -> MeasuredInput:
 
 def _not_in_digest(vm: VM) -> list[str]:
     items = ["the policy: it enters the launch measurement (HMAC) beside the digest"]
-    items.append(f"memory, machine {vm.machine!r}, disks, network, console, extra arguments, "
-                 "firmware variables")
+    if vm.kernel is None:
+        items.append("the boot disk: without a kernel the firmware boots from disk, and nothing "
+                     "after the firmware is measured")
+    items.append(f'memory, machine "{vm.machine}", disks, network, console, extra arguments, '
+                 "firmware variables (VARS)")
     if vm.type is GuestType.SEV:
         items.append("vCPU count, CPU model and host profile (plain SEV measures no VMSA)")
     return items
+
+
+def quote_bytes(value: bytes | None) -> str | None:
+    """Quoted like a manifest string, so trailing blanks and control bytes are visible."""
+    if value is None:
+        return None
+    out = []
+    for ch in value.decode("utf-8", "surrogateescape"):
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
