@@ -1,7 +1,69 @@
-"""`sevm lock` (not implemented yet)."""
+"""`sevm lock FILE…`: write ``FILE.lock`` beside each manifest (see docs/lockfiles.md)."""
 from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+
+from .common import print_diagnostics
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """--jobs and --no-cache, shared with `sevm check --locked`."""
+    parser.add_argument("-j", "--jobs", type=positive_int, metavar="N",
+                        help="worker processes for many files (default: number of CPUs)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="hash every artefact from its bytes; neither read nor write the "
+                             "digest cache (also: SEVM_NO_CACHE=1)")
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("lock", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser = sub.add_parser(
+        "lock", help="write FILE.lock: artefact digests and every variant's reference values",
+        description="Compile and measure each manifest and write its reference values to "
+                    "FILE.lock (TOML, deterministic, written atomically). Commit the lock "
+                    "beside the manifest; `sevm check --locked` fails when it goes stale.")
+    parser.add_argument("files", nargs="+", metavar="FILE", help=".sevm manifest")
+    add_batch_options(parser)
+    parser.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def cleanup_on_termination():
+    """Turn SIGTERM/SIGHUP into SystemExit, so the atomic writer removes its temporary file
+    (Python's default for them is to die on the spot).  SIGINT already raises."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    try:
+        previous = {s: signal.signal(s, handler) for s in signals}
+    except ValueError:  # not the main thread (library use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def run(args) -> int:
+    from ..lock.workflow import lock_files
+    with cleanup_on_termination():
+        result = lock_files(args.files, jobs=args.jobs, use_cache=not args.no_cache)
+    print_diagnostics(result.diagnostics)
+    for path in result.written:
+        print(f"wrote {path}")
+    for path in result.unchanged:
+        print(f"{path} is up to date")
+    return result.exit_code

@@ -1,0 +1,146 @@
+"""Many manifests at once (``sevm lock`` / ``sevm check --locked`` over a repository).
+
+Each file is compiled, guarded against huge matrices and measured, then handed to an
+*action* (render a lock, compare with a lock) that returns diagnostics and optionally bytes to
+write.  Files are processed in contiguous chunks: within a chunk ``compute_many`` hashes every
+shared artefact once; across chunks the digest cache shares them.  Chunks run in worker
+processes because compiling and building VMSAs is Python work that threads cannot spread over
+cores (docs/lockfiles.md records the measurement behind this choice).  Outputs are written by
+the parent only, so an interrupted run is handled in one place.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..diagnostics import Diagnostic, DiagnosticError, error
+from ..model import Manifest
+from .guard import check_matrix_size
+
+# Below this many files a process pool costs more than it saves (see docs/lockfiles.md).
+MIN_FILES_PER_WORKER = 8
+
+Action = Callable[[Manifest, list], tuple[list[Diagnostic], bytes | None]]
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    output: bytes | None = None  # what the action wants written (None: nothing, or failed)
+
+    @property
+    def failed(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
+              use_cache: bool = True) -> list[FileOutcome]:
+    """Apply ``action`` to every file; outcomes in the order of ``paths``.
+
+    ``action`` must be a module-level function (it is sent to worker processes by name).
+    """
+    workers = _worker_count(len(paths), jobs)
+    if workers <= 1:
+        return _run_chunk(list(paths), action, use_cache)[0]
+    from ..commands import common
+    chunks = _chunks(list(paths), workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+        futures = [pool.submit(_run_chunk, chunk, action, use_cache) for chunk in chunks]
+        outcomes = []
+        for future in futures:
+            chunk_outcomes, sources = future.result()
+            outcomes += chunk_outcomes
+            common._SOURCES.texts.update(sources)  # so the CLI can print carets
+        return outcomes
+
+
+def _worker_count(files: int, jobs: int | None) -> int:
+    jobs = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
+    return max(1, min(jobs, files // MIN_FILES_PER_WORKER))
+
+
+def _chunks(paths: list[str], n: int) -> list[list[str]]:
+    """``n`` contiguous slices: neighbouring files tend to share artefacts."""
+    size, extra = divmod(len(paths), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append(paths[start:end])
+        start = end
+    return out
+
+
+def _context():
+    # fork starts workers in milliseconds and inherits the imported modules; the pool forks
+    # before it starts any thread.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
+
+
+def _run_chunk(paths: list[str], action: Action, use_cache: bool,
+               ) -> tuple[list[FileOutcome], dict[str, str]]:
+    """Process ``paths`` in this process; also return the source texts read (for carets)."""
+    from ..commands import common
+    from .cache import open_cache
+    cache = open_cache(use_cache)
+    outcomes = [FileOutcome(p) for p in paths]
+    compiled = [(o, _compile(o)) for o in outcomes]
+    ready = [(o, m) for o, m in compiled if m is not None]
+    for outcome, manifest, measurements in _measure_all(ready, cache):
+        try:
+            diagnostics, output = action(manifest, measurements)
+        except DiagnosticError as exc:
+            diagnostics, output = exc.diagnostics, None
+        outcome.diagnostics += diagnostics
+        outcome.output = None if outcome.failed else output
+    return outcomes, dict(common._SOURCES.texts)
+
+
+def _compile(outcome: FileOutcome) -> Manifest | None:
+    """Compile like every other command (lint configuration applied), then guard the matrix."""
+    from ..commands.common import compile_manifest
+    manifest, diagnostics = compile_manifest(outcome.path)
+    outcome.diagnostics += diagnostics
+    if outcome.failed or manifest is None:
+        if not outcome.failed:
+            outcome.diagnostics.append(error(f"{outcome.path}: could not be compiled",
+                                             fatal_input=True))
+        return None
+    guard = [d for d in map(check_matrix_size, manifest.vms) if d is not None]
+    outcome.diagnostics += guard
+    return None if guard else manifest
+
+
+def _measure_all(ready: list[tuple[FileOutcome, Manifest]], cache):
+    """Yield (outcome, manifest, measurements) for every file that measures cleanly.
+
+    First all files together (shared artefacts hashed once); if anything fails, file by
+    file, so each error is reported against the right file and the others still succeed.
+    """
+    from ..measure.digest import compute_many
+    if not ready:
+        return
+    try:
+        measured = compute_many([vm for _, m in ready for vm in m.vms], cache=cache)
+    except DiagnosticError:
+        measured = None
+    if measured is not None:
+        it = iter(measured)
+        for outcome, manifest in ready:
+            yield outcome, manifest, [next(it) for _ in manifest.vms]
+        return
+    for outcome, manifest in ready:
+        try:
+            yield outcome, manifest, compute_many(list(manifest.vms), cache=cache)
+        except DiagnosticError as exc:
+            outcome.diagnostics += exc.diagnostics
+
+
+def exit_status(outcomes: Sequence[FileOutcome]) -> int:
+    from ..diagnostics import exit_code
+    return exit_code([d for o in outcomes for d in o.diagnostics])

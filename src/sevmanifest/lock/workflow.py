@@ -1,0 +1,87 @@
+"""The two repository-wide operations: write every lock, and check every lock.
+
+These are what ``sevm lock`` and ``sevm check --locked`` call; both take many files, a job
+count and the cache switch, and return diagnostics plus the exit status.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..diagnostics import Diagnostic, Severity, error, exit_code
+from ..fsutil import OutputError, atomic_write
+from ..model import Manifest
+from .batch import run_files
+from .lockfile import check_locked, lock_path, render_lock
+
+
+def _render_action(manifest: Manifest, measurements: list) -> tuple[list[Diagnostic], bytes]:
+    return [], render_lock(manifest, measurements)
+
+
+def _check_action(manifest: Manifest, measurements: list) -> tuple[list[Diagnostic], None]:
+    return check_locked(manifest, measurements), None
+
+
+def _stdin_refused(paths: Sequence[str], what: str) -> list[Diagnostic]:
+    return [error(f"{what} needs manifest files: a lock file sits beside its manifest, "
+                  "so standard input ('-') cannot be used", fatal_input=True)
+            for p in paths if p == "-"][:1]
+
+
+@dataclass
+class LockRun:
+    diagnostics: list[Diagnostic]
+    written: list[Path]
+    unchanged: list[Path]  # already held exactly these bytes: not rewritten (mtime kept)
+    exit_code: int
+
+
+def lock_files(paths: Sequence[str], *, jobs: int | None = None,
+               use_cache: bool = True) -> LockRun:
+    """Write ``FILE.lock`` for every manifest that compiles and measures; report the others."""
+    refused = _stdin_refused(paths, "sevm lock")
+    if refused:
+        return LockRun(refused, [], [], exit_code(refused))
+    outcomes = run_files(paths, _render_action, jobs=jobs, use_cache=use_cache)
+    written, unchanged = [], []
+    for outcome in outcomes:
+        if outcome.output is not None:
+            target = lock_path(outcome.path)
+            if _holds(target, outcome.output):
+                unchanged.append(target)
+                continue
+            try:
+                atomic_write(target, outcome.output)
+            except OutputError as exc:
+                outcome.diagnostics.append(error(str(exc), fatal_input=True))
+                continue
+            written.append(target)
+    diagnostics = [d for o in outcomes for d in o.diagnostics]
+    return LockRun(diagnostics, written, unchanged, exit_code(diagnostics))
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def check_locked_files(paths: list[str], *, jobs: int | None = None, use_cache: bool = True,
+                       include_warnings: bool = False) -> tuple[list[Diagnostic], int]:
+    """``sevm check --locked``: compile, measure and compare each file with ``FILE.lock``.
+
+    Returns (diagnostics, exit status): 0 all locks current, 1 a lock is missing or stale or
+    a file does not compile, 2 a lock or manifest cannot be read.  Compile errors are
+    included; compile warnings only with ``include_warnings`` (the caller usually printed
+    them already).
+    """
+    refused = _stdin_refused(paths, "sevm check --locked")
+    if refused:
+        return refused, exit_code(refused)
+    outcomes = run_files(paths, _check_action, jobs=jobs, use_cache=use_cache)
+    diagnostics = [d for o in outcomes for d in o.diagnostics
+                   if include_warnings or d.severity is not Severity.WARNING]
+    return diagnostics, exit_code(diagnostics)
