@@ -1,7 +1,141 @@
-"""`sevm measure` (not implemented yet)."""
+"""`sevm measure`: the expected launch digest (GCTX.LD) of every variant of every VM.
+
+    sevm measure FILE [--vm NAME] [--format text|json] [--no-cache] [--dump-vmsa DIR]
+                      [--tik F --mnonce M --api-major N --api-minor N --build N]
+
+With the five measurement options (all or none) it also prints the launch measurement
+(the HMAC the host reports) and the 48-byte blob as QEMU shows it.  The TIK is never shown.
+``--dump-vmsa DIR`` writes each SEV-ES variant's VMSA pages as
+``DIR/<vm>-<vcpus>vcpu-<cpu>-<vmm>-<profile>-sf<features>-vcpu<i>.bin``.
+"""
 from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from ..diagnostics import EXIT_OK, DiagnosticError, error
+
+MEASUREMENT_OPTIONS = ("tik", "mnonce", "api_major", "api_minor", "build")
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("measure", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    p = sub.add_parser(
+        "measure", help="the expected launch digest of every variant (and optionally the "
+                        "launch measurement)",
+        description="Compute the launch digest GCTX.LD that the AMD secure processor will "
+                    "compute for every variant of every VM in FILE.  With --tik, --mnonce, "
+                    "--api-major, --api-minor and --build also the launch measurement (HMAC) "
+                    "and the 48-byte blob that QMP query-sev-launch-measure reports.")
+    p.add_argument("file", metavar="FILE", help="the .sevm manifest")
+    p.add_argument("--vm", metavar="NAME", help="only this vm (default: every vm in FILE)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-cache", action="store_true",
+                   help="hash every artefact from its bytes, ignoring the digest cache")
+    p.add_argument("--dump-vmsa", metavar="DIR",
+                   help="write the VMSA page of every vCPU of every SEV-ES variant into DIR")
+    m = p.add_argument_group("launch measurement (all five together)")
+    m.add_argument("--tik", metavar="F", help="the 16-byte binary TIK file (sevctl NAME_tik.bin)")
+    m.add_argument("--mnonce", metavar="B64|HEX", help="the 16-byte nonce of the launch")
+    m.add_argument("--api-major", metavar="N", type=_uint8)
+    m.add_argument("--api-minor", metavar="N", type=_uint8)
+    m.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint8)
+    p.set_defaults(func=run)
+
+
+def _uint8(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 0xFF:
+        raise argparse.ArgumentTypeError(f"{text} is not in 0..255")
+    return value
+
+
+def run(args) -> int:
+    from ..lock.cache import open_cache
+    from ..measure.digest import compute_many
+    from ..measure.report import to_json, to_text
+    from .common import load_manifest, select_vms
+
+    inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
+    vms = select_vms(load_manifest(args.file), args.vm)
+    results = compute_many(vms, cache=open_cache(not args.no_cache))
+    hmacs = _hmacs(results, inputs, tik) if inputs else None
+    if args.dump_vmsa:
+        _dump_vmsa(Path(args.dump_vmsa), results)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(to_json(results, hmacs), indent=2) + "\n")
+    else:
+        sys.stdout.write(to_text(results, hmacs, inputs))
+    return EXIT_OK
+
+
+def _measurement_inputs(args):
+    from ..measure.launch import decode_bytes_arg, read_tik
+    from ..measure.report import MeasurementInputs
+
+    given = [name for name in MEASUREMENT_OPTIONS if getattr(args, name) is not None]
+    if not given:
+        return None, None
+    if len(given) != len(MEASUREMENT_OPTIONS):
+        missing = [f"--{n.replace('_', '-')}" for n in MEASUREMENT_OPTIONS if n not in given]
+        raise DiagnosticError(error(
+            "the launch measurement needs --tik, --mnonce, --api-major, --api-minor and "
+            f"--build together; missing {', '.join(missing)}", fatal_input=True))
+    mnonce = decode_bytes_arg(args.mnonce, 16, "--mnonce")
+    tik = read_tik(args.tik)
+    return MeasurementInputs(args.api_major, args.api_minor, args.build, mnonce), tik
+
+
+def _hmacs(results, inputs, tik: bytes):
+    from ..measure.launch import launch_measurement, measurement_blob
+    from ..measure.report import Hmac
+
+    out = []
+    for m in results:
+        row = []
+        for v in m.variants:
+            measure = launch_measurement(v.launch_digest, tik, api_major=inputs.api_major,
+                                         api_minor=inputs.api_minor, build=inputs.build,
+                                         policy=m.vm.policy.value, mnonce=inputs.mnonce)
+            row.append(Hmac(measure, measurement_blob(measure, inputs.mnonce)))
+        out.append(tuple(row))
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+
+def vmsa_file_stem(vm_name: str, variant) -> str:
+    """``<vm>-<vcpus>vcpu-<cpu>-<vmm>-<profile>-sf<features>``; see the module docstring."""
+    cpu = variant.cpu.label if variant.cpu else "nocpu"
+    profile = "legacy" if variant.legacy_vm_type else "init2"
+    return "-".join(_slug(part) for part in (
+        vm_name, f"{variant.vcpus}vcpu", cpu, variant.vmm.value, profile,
+        f"sf{variant.sev_features:x}"))
+
+
+def _dump_vmsa(directory: Path, results) -> None:
+    from ..fsutil import OutputError, atomic_write
+    from ..measure.digest import vmsa_pages
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    count = 0
+    for m in results:
+        for result in m.variants:
+            stem = vmsa_file_stem(m.vm.name, result.variant)
+            for index, page in enumerate(vmsa_pages(result)):
+                atomic_write(directory / f"{stem}-vcpu{index}.bin", page)
+                count += 1
+        if not m.variants or m.variants[0].profile is None:
+            print(f"sevm: note: vm {m.vm.name} is type {m.vm.type.value}: it has no VMSA pages",
+                  file=sys.stderr)
+    print(f"sevm: wrote {count} VMSA page(s) to {directory}", file=sys.stderr)
