@@ -11,6 +11,7 @@ the policy differs; 2: usage error or unreadable input.  The TIK is never printe
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 
@@ -134,6 +135,9 @@ def _blob_from_options(measurement: str, mnonce: str | None) -> bytes:
     if mnonce is not None:
         return (decode_bytes_arg(measurement, 32, "--measurement (with --mnonce)")
                 + decode_bytes_arg(mnonce, 16, "--mnonce"))
+    if _is_hex_of(measurement, 32):
+        # 64 hex digits would also decode as base64 of 48 bytes: say what it really is.
+        raise _usage(_MEASUREMENT_ONLY)
     try:
         return decode_bytes_arg(measurement, 48, "--measurement")
     except DiagnosticError:
@@ -142,22 +146,41 @@ def _blob_from_options(measurement: str, mnonce: str | None) -> bytes:
         except DiagnosticError:
             raise _usage("--measurement must be the 48-byte blob measurement||mnonce that QEMU "
                          "and libvirt report, as base64 (64 characters) or hex (96 digits)") from None
-        raise _usage("--measurement holds 32 bytes: that is the measurement without its nonce; "
+        raise _usage(_MEASUREMENT_ONLY) from None
+
+
+_MEASUREMENT_ONLY = ("--measurement holds 32 bytes: that is the measurement without its nonce; "
                      "give the 48-byte blob (QMP query-sev-launch-measure \"data\", libvirt "
-                     "sev-measurement) or add --mnonce") from None
+                     "sev-measurement) or add --mnonce")
+
+
+def _is_hex_of(text: str, length: int) -> bool:
+    digits = text.strip().removeprefix("0x")
+    return len(digits) == 2 * length and all(c in "0123456789abcdefABCDEF" for c in digits)
 
 
 def _read_tik(path: str) -> bytes:
     data = _read(path, "TIK file", TIK_READ_LIMIT)
     if len(data) != 16:
-        # Never echo the content: it is (or may be) the secret.
-        hint = (" (32 bytes is a TEK||TIK pair as libvirt --tk and sev-tool use: the TIK is "
-                "its last 16 bytes)" if len(data) == 32 else
-                " (a text encoding? the TIK file holds the 16 raw bytes)"
-                if len(data) in (22, 23, 24, 25, 33) else "")
+        # Say what the file looks like, never what it holds: it is (or may be) the secret.
         raise _usage(f"TIK file {_name(path)} has {len(data)} bytes; a TIK file holds exactly "
-                     f"16 raw bytes, as sevctl session writes NAME_tik.bin{hint}")
+                     f"16 raw bytes, as sevctl session writes NAME_tik.bin{_tik_hint(data)}")
     return data
+
+
+def _tik_hint(data: bytes) -> str:
+    text = data.strip()
+    if _is_hex_of(text.decode("latin-1"), 16):
+        return " (this one holds hex text: convert it, e.g. with xxd -r -p)"
+    try:
+        if len(base64.b64decode(text, validate=True)) == 16:
+            return " (this one holds base64 text: convert it, e.g. with base64 -d)"
+    except ValueError:
+        pass
+    if len(data) == 32:
+        return (" (32 bytes is a TEK||TIK pair as libvirt --tk and sev-tool use: the TIK is its "
+                "last 16 bytes)")
+    return ""
 
 
 def _read(path: str, what: str, limit: int) -> bytes:

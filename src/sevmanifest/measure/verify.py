@@ -122,6 +122,7 @@ class VerifyResult:
     policy_mismatches: tuple[PolicyMismatch, ...]
     variants_checked: int
     hints: tuple[str, ...]  # what to check, on mismatch
+    vms: tuple[str, ...] = ()  # names of the VMs compared, in order
 
     @property
     def ok(self) -> bool:
@@ -163,7 +164,7 @@ def verify(measurements: Sequence, reported: Reported, tik: bytes | Tik) -> Veri
     hints = () if status == MATCH else tuple(mismatch_hints(
         measurements, reported, policy_only=status == POLICY_MISMATCH))
     return VerifyResult(status, reported, matches, policy_only, tuple(mismatched_policies),
-                        len(outcomes), hints)
+                        len(outcomes), hints, tuple(m.vm.name for m in measurements))
 
 
 _NAMED_BITS = (

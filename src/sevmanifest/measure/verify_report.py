@@ -21,6 +21,7 @@ def to_json(result: VerifyResult) -> dict:
             "build": r.build,
             "policy": None if r.policy is None else f"0x{r.policy:08x}",
         },
+        "vms": list(result.vms),
         "variants_checked": result.variants_checked,
         "matched": [_match_json(m) for m in result.matches],
         "policy_mismatches": [_policy_json(p, result) for p in result.policy_mismatches],
@@ -69,8 +70,9 @@ def to_text(result: VerifyResult) -> str:
                      "launched the guest with another policy than the manifest's")
         lines.append(f"  variant:       {_variant_text(first)}")
     else:
+        vms = ", ".join(repr(name) for name in result.vms)
         lines.append(f"MISMATCH: the reported measurement matches none of the "
-                     f"{result.variants_checked} variant(s) checked")
+                     f"{result.variants_checked} variant(s) of vm {vms}")
     if result.status != MATCH:
         lines.append(f"  reported:      {_reported_text(result)}")
         lines.append(f"                 measurement {result.reported.measurement.hex()}")
