@@ -17,7 +17,7 @@ ORIGIN_LINES = {
     "vcpus": 8, "cpu": 9, "memory": 10, "machine": 11, "host.vmm": 13,
     "host.legacy-vm-type": 14, "host.sev-features": 15, "host.qemu-version": 16,
     "policy.debug": 18, "policy.key-sharing": 19, "policy.send": 20, "policy.min-api": 21,
-    "launch.disks": 23, "launch.net": 24, "launch.extra": 25,
+    "launch.disk": 23, "launch.net": 24, "launch.extra": 25,
 }
 VM_LINE = 1
 
@@ -79,3 +79,64 @@ def git(repo: Path, *args: str) -> str:
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
     return subprocess.run(["git", "-c", "init.defaultBranch=main", *args], cwd=repo, env=env,
                           check=True, capture_output=True, text=True).stdout
+
+
+# ---- a two-file manifest project: a template imported by a vm ---------------------------
+
+COMMON = "common.sevm"
+WEB = "web.sevm"
+PROJECT = {
+    COMMON: """\
+# shared launch policy
+template "hardened" {
+    type sev-es
+    kernel-hashes on
+    policy {
+        debug deny
+        key-sharing deny
+        send deny
+    }
+    host {
+        vmm qemu
+        legacy-vm-type on
+    }
+}
+""",
+    WEB: f"""\
+import "common.sevm"
+
+vm "web" extends "hardened" {{
+    firmware "OVMF.fd" sha256 "{'a' * 64}"
+    kernel "vmlinuz" sha256 "{'b' * 64}"
+    initrd "initrd.img"
+    cmdline "console=ttyS0"
+    vcpus 1, 2
+    cpu "EPYC-Milan"
+    memory 2GiB
+    launch {{
+        net user
+    }}
+}}
+""",
+}
+
+
+def write_project(directory: Path, edits: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Write PROJECT into ``directory``; ``edits`` maps a file to (old text, new text);
+    an empty old text appends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in PROJECT.items():
+        if edits and name in edits:
+            old, new = edits[name]
+            assert old == "" or old in text, old
+            text = text + new if old == "" else text.replace(old, new, 1)
+        (directory / name).write_text(text)
+    return directory
+
+
+def line_of(path: Path, text: str) -> int:
+    """The number of the first line of ``path`` that contains ``text``."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    raise AssertionError(f"{text!r} not in {path}")

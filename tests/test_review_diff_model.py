@@ -100,7 +100,7 @@ CASES = [
     ("machine", BASE, change(BASE, machine="pc-q35-7.1"),
      [("machine", '"q35"', '"pc-q35-7.1"', N, False)]),
     ("disks", BASE, change(BASE, launch=Launch(disks=(Disk("root.qcow2", "qcow2"),))),
-     [("launch.disks", "(none)", '"root.qcow2" format qcow2', N, False)]),
+     [("launch.disk", "(none)", '"root.qcow2" format qcow2', N, False)]),
     ("net and extra", BASE, change(BASE, launch=Launch(net="user", extra=("-nographic",))),
      [("launch.net", None, "user", N, False), ("launch.extra", "(none)", '"-nographic"', N, False)]),
     ("order of vcpus only", BASE, change(BASE, vcpus=(2, 1)),

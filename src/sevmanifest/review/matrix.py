@@ -117,7 +117,7 @@ def _guest_settings(old: VM, new: VM) -> Iterator[RawChange]:
 def _launch(old: VM, new: VM) -> Iterator[RawChange]:
     was, now = old.launch, new.launch
     not_measured = "launch-time setting; not measured"
-    yield from _neutral("launch.disks", was.disks, now.disks, not_measured, _disk)
+    yield from _neutral("launch.disk", was.disks, now.disks, not_measured, _disk)
     yield from _neutral("launch.net", was.net, now.net, not_measured)
     yield from _neutral("launch.console", was.console, now.console, not_measured)
     yield from _neutral("launch.extra", was.extra, now.extra, "extra QEMU arguments; not "
