@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -116,13 +117,27 @@ class _Builder(Transformer):
             self.diagnostics.extend(problems)
             return ast.Value("string", data, str(token), span)
         if kind == "INT":
-            return ast.Value("int", int(str(token).replace("_", ""), 0), str(token), span)
+            return ast.Value("int", self._number(str(token), span), str(token), span)
         if kind == "SIZE":
-            return ast.Value("size", _size(str(token)), "".join(str(token).split()), span)
+            digits, unit = _SIZE.fullmatch("".join(str(token).split())).groups()
+            size = self._number(digits, span) * _UNITS[unit[0]]
+            return ast.Value("size", size, digits + unit, span)
         if kind == "VERSION":
-            major, minor = str(token).split(".")
-            return ast.Value("version", (int(major), int(minor)), str(token), span)
+            major, minor = (self._number(part, span) for part in str(token).split("."))
+            return ast.Value("version", (major, minor), str(token), span)
         return ast.Value("word", str(token), str(token), span)
+
+    def _number(self, text: str, span: Span) -> int:
+        # Python refuses to convert decimal strings of more than 4300 digits (and every
+        # setting's range ends far below 100 digits), so longer literals stop here.
+        digits = text.replace("_", "")
+        if len(digits) > MAX_NUMBER_DIGITS:
+            self.diagnostics.append(error(f"number too long: {len(digits)} digits (at most "
+                                          f"{MAX_NUMBER_DIGITS})", span, fatal_input=True))
+            return 0
+        if digits[:2] in ("0x", "0X"):
+            return int(digits[2:], 16)
+        return int(digits, 10)  # base 10, not 0: a leading zero ("08") is decimal, not an error
 
     def _setting(self, key: str | None, children, *, options=("sha256", "format")):
         tokens = self._tokens(children)
@@ -241,13 +256,9 @@ def _text(value: ast.Value) -> str:
 
 
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def _size(text: str) -> int:
-    compact = "".join(text.split())
-    digits = compact.rstrip("KMGTiB")
-    unit = compact[len(digits):][0]
-    return int(digits.replace("_", ""), 0) * _UNITS[unit]
+# The shortest number that leaves a unit: "0x1BM" is 0x1B MiB (B is a hex digit).
+_SIZE = re.compile(r"(.+?)(KiB|MiB|GiB|TiB|K|M|G|T)")
+MAX_NUMBER_DIGITS = 100
 
 
 __all__ = ["parse_text", "parser", "UnexpectedCharacters", "UnexpectedEOF", "UnexpectedToken"]
