@@ -68,6 +68,10 @@ def _load(path: str, loaded: Loaded, stack: tuple[str, ...], origin: Span | None
 
 
 def _follow_import(item: ast.Import, importer: str, loaded: Loaded, stack: tuple[str, ...]):
+    if not item.path or "\0" in item.path:  # the OS cannot open such a path at all
+        loaded.diagnostics.append(error("import path is empty or contains a NUL byte", item.span,
+                                        fatal_input=True))
+        return
     target = os.path.normpath(os.path.join(os.path.dirname(importer), item.path))
     if os.path.realpath(target) in stack:
         loaded.diagnostics.append(error(f"import cycle: {target} imports itself through "
@@ -108,6 +112,17 @@ def resolve(loaded: Loaded) -> tuple[list[ResolvedVM], list[Diagnostic]]:
         for decl in document.items:
             if isinstance(decl, ast.Decl):
                 problems.extend(_duplicates_in(decl))
+    # A template's broken chain is an error even when no vm uses it (a file of templates
+    # is checked on its own); it is reported once, at the template's own extends.
+    broken: set[str] = set()  # one error per cycle and per unknown parent
+    reported: set[Span | None] = set()
+    for decl in loaded.root.items:
+        if isinstance(decl, ast.Decl) and decl.kind == "template" and decl.name not in broken:
+            chain, chain_problems = _chain(decl, templates)
+            if chain is None:
+                broken.update(_ancestry(decl, templates))
+                problems.extend(d for d in chain_problems if d.span not in reported)
+                reported.update(d.span for d in chain_problems)
     vms, seen = [], {}
     for decl in loaded.root.items:
         if not isinstance(decl, ast.Decl) or decl.kind != "vm":
@@ -118,7 +133,7 @@ def resolve(loaded: Loaded) -> tuple[list[ResolvedVM], list[Diagnostic]]:
             continue
         seen[decl.name] = decl.name_span
         chain, chain_problems = _chain(decl, templates)
-        problems.extend(chain_problems)
+        problems.extend(d for d in chain_problems if d.span not in reported)
         if chain is not None:
             vms.append(_merge(chain))
     return vms, problems
@@ -141,6 +156,14 @@ def _chain(decl: ast.Decl, templates: dict[str, ast.Decl]):
         chain.append(parent)
         current = parent
     return tuple(reversed(chain)), []
+
+
+def _ancestry(decl: ast.Decl, templates: dict[str, ast.Decl]) -> list[str]:
+    names, current = [], decl
+    while current is not None and current.name not in names:
+        names.append(current.name)
+        current = templates.get(current.extends) if current.extends is not None else None
+    return names
 
 
 def _merge(chain: tuple[ast.Decl, ...]) -> ResolvedVM:
