@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .lower import Lowering
 
 DEFAULT_QEMU_VERSION = (9, 2)
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)?")
+_VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})(?:\.[0-9]{1,4})?")  # ASCII digits only
 # QEMU's default policy is 0x1 (NODBG): debugging is denied unless the manifest allows it.
 DEFAULT_POLICY = PolicyBit.NODBG
 
