@@ -40,16 +40,23 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
         token = exc.token
         if token.type == "$END":
             return ("unexpected end of file: a block is not closed with '}'", exc.line, exc.column, 1)
-        found = _found_token(token)
-        return (_message(expected, found, parser), token.line, token.column, len(str(token)))
+        found, width = _found_token(token), len(str(token))
+        if token.type != "_NL" and not str(token).startswith('"'):
+            # the lexer may have matched a keyword at the front of a longer word: "vm" of
+            # "vmdk", "4" of "4GB"; quote the whole word
+            found, width = _found_text(text, token.start_pos), _word_width(text, token.start_pos)
+        return (_message(expected, found, parser), token.line, token.column, width)
     assert isinstance(exc, UnexpectedCharacters)
     pos = exc.pos_in_stream
     start = _word_start(text, pos)
     found = _found_text(text, start)
     column = exc.column - (pos - start)
-    width = max(len(found), 1)
+    width = _word_width(text, start)
     if text.startswith('"', pos) and '"' not in text[pos + 1:].split("\n", 1)[0]:
         return ("unterminated string: a string must end with '\"' on the same line",
+                exc.line, exc.column, 1)
+    if text.startswith("\r", pos) and not text.startswith("\r\n", pos):
+        return ("a carriage return without a line feed: lines must end with \\n or \\r\\n",
                 exc.line, exc.column, 1)
     if start < pos:  # a keyword matched the front of a longer word ("types")
         return (f"unknown word {found}{_suggest(found, parser)}", exc.line, column, width)
@@ -71,12 +78,28 @@ def _message(expected: set[str], found: str, parser: Lark) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = ", ".join(k for k in keywords if k not in "{},")
         closing = " or '}'" if "}" in keywords else ""
+        if not found.startswith('"'):  # not a word: the string "x", '{', the end of the line
+            return f"expected a setting (one of: {listed}{closing}), found {found}"
         return f"unknown setting {found}{hint} (expected one of: {listed}{closing})"
     wanted = words + [f"'{k}'" for k in keywords]
     if "_NL" in expected:
         wanted.append(_DESCRIPTIONS["_NL"])
     what = _join(wanted) if wanted else "something else"
-    return f"expected {what}, found {found}"
+    choices = keywords + [w for name in expected for w in _alternatives(name, parser)]
+    close = difflib.get_close_matches(found.strip('"'), choices, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close and found.startswith('"') else ""
+    if found.startswith("the string ") and found[11:].strip('"') in choices:
+        hint = f"; write {found[11:].strip(chr(34))} without quotes"
+    return f"expected {what}, found {found}{hint}"
+
+
+def _alternatives(terminal: str, parser: Lark) -> list[str]:
+    """The words of an enumerated terminal such as GUEST_TYPE: /(sev-es|sev)(?!…)/."""
+    for term in parser.terminals:
+        if term.name == terminal and term.pattern.type == "re":
+            match = re.match(r"\(([a-z0-9|-]+)\)\(\?!", term.pattern.value)
+            return match.group(1).split("|") if match else []
+    return []
 
 
 def _keyword(terminal: str, parser: Lark) -> str | None:
@@ -92,7 +115,9 @@ def _keyword(terminal: str, parser: Lark) -> str | None:
 def _found_token(token) -> str:
     if token.type == "_NL":
         return "the end of the line"
-    return f'"{_short(str(token))}"' if not str(token).startswith('"') else _short(str(token))
+    if str(token).startswith('"'):
+        return f"the string {_short(str(token))}"  # not to be confused with a quoted word
+    return f'"{_short(str(token))}"'
 
 
 def _found_text(text: str, pos: int) -> str:
@@ -102,9 +127,15 @@ def _found_text(text: str, pos: int) -> str:
         return "the end of the line"
     if text[pos] == '"':
         end = text.find('"', pos + 1, text.find("\n", pos) if "\n" in text[pos:] else len(text))
-        return _short(text[pos:end + 1]) if end > pos else _short(text[pos:text.find("\n", pos)])
+        return "the string " + (_short(text[pos:end + 1]) if end > pos
+                                else _short(text[pos:text.find("\n", pos)]))
     match = _WORD.match(text, pos)
     return f'"{_short(match.group(0))}"' if match else repr(_short(text[pos]))
+
+
+def _word_width(text: str, pos: int) -> int:
+    match = _WORD.match(text, pos)
+    return len(match.group(0)) if match else 1
 
 
 def _word_start(text: str, pos: int) -> int:
