@@ -16,7 +16,9 @@ INDENT = "    "
 class _Printer:
     def __init__(self, document: ast.Document, source: str):
         self.comments = list(document.comments)
-        self.blank = {i + 1 for i, line in enumerate(source.splitlines()) if not line.strip()}
+        # split("\n"), not splitlines(): the parser counts only "\n" as a line break, and a
+        # comment may contain \f, \x85 or U+2028
+        self.blank = {i + 1 for i, line in enumerate(source.split("\n")) if not line.strip(" \t\r")}
         self.out: list[str] = []
 
     def _emit(self, depth: int, text: str) -> None:
