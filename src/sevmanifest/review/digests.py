@@ -8,6 +8,7 @@ with the reason, and the rest of the diff is unaffected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..diagnostics import DiagnosticError
 from ..model import VM, Variant
@@ -36,10 +37,15 @@ def variant_label(variant: Variant) -> str:
     return " ".join(f"{k}={v}" for k, v in variant.key().items() if v != "")
 
 
-def digest_table(old: VM | None, new: VM | None) -> VmDigests:
+def digest_table(old: VM | None, new: VM | None,
+                 old_note: Callable[[str], str] = lambda m: m) -> VmDigests:
+    """``old_note`` rewrites a problem with the OLD side (e.g. to name a git revision)."""
     name = (new or old).name  # type: ignore[union-attr]
     try:
         before = _launch_digests(old)
+    except _Unavailable as exc:
+        return VmDigests(name, unavailable=old_note(str(exc)))
+    try:
         after = _launch_digests(new)
     except _Unavailable as exc:
         return VmDigests(name, unavailable=str(exc))
@@ -70,7 +76,8 @@ def _hex(value: bytes | str) -> str:
     return value.hex() if isinstance(value, bytes) else value
 
 
-def digests_for(result: DiffResult, old_vms: dict[str, VM], new_vms: dict[str, VM]) -> list[VmDigests]:
+def digests_for(result: DiffResult, old_vms: dict[str, VM], new_vms: dict[str, VM],
+                old_note: Callable[[str], str] = lambda m: m) -> list[VmDigests]:
     """A table for every VM with a change that affects the reference values."""
     names = list(dict.fromkeys(c.vm for c in result.changes if c.measured))
-    return [digest_table(old_vms.get(name), new_vms.get(name)) for name in names]
+    return [digest_table(old_vms.get(name), new_vms.get(name), old_note) for name in names]

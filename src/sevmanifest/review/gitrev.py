@@ -98,6 +98,14 @@ class Revision:
             return file
         return f"{self.rev}:{relative.as_posix()}"
 
+    def note(self, message: str) -> str:
+        """A problem with the OLD side, naming ``REV:path`` instead of the temporary copy."""
+        prefix = str(self.dir) + os.sep
+        if prefix not in message:
+            return message
+        return (message.replace(prefix, f"{self.rev}:") + " (an artefact that git does not track "
+                "is only compared when pinned)")
+
     def with_artefacts(self, vm: VM) -> VM:
         """``vm`` with its artefacts readable: from the revision when it tracks them, else the
         working tree's file if the artefact is pinned (the measurement engine checks the

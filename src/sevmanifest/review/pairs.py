@@ -24,6 +24,7 @@ class ManifestPair:
     old: Manifest | None  # None: the file does not exist on that side
     new: Manifest | None
     old_vm: Callable[[VM], VM] = lambda vm: vm  # makes an OLD vm's artefacts readable
+    old_note: Callable[[str], str] = lambda message: message  # names the OLD side in problems
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _pair_at(revision: Revision, root: Path, cwd: Path, path: str) -> ManifestPa
     if old is None and new is None:
         raise DiagnosticError(error(f"{label}: not in the working tree nor at {revision.rev}",
                                     fatal_input=True))
-    return ManifestPair(label, old, new, revision.with_artefacts)
+    return ManifestPair(label, old, new, revision.with_artefacts, revision.note)
 
 
 def build_report(pairs: list[ManifestPair], *, fail_on: str | None = None,
@@ -138,6 +139,6 @@ def build_report(pairs: list[ManifestPair], *, fail_on: str | None = None,
         if with_digests:
             old_vms = {vm.name: pair.old_vm(vm) for vm in (pair.old.vms if pair.old else ())}
             new_vms = {vm.name: vm for vm in (pair.new.vms if pair.new else ())}
-            digests = tuple(digests_for(result, old_vms, new_vms))
+            digests = tuple(digests_for(result, old_vms, new_vms, pair.old_note))
         files.append(FileDiff(pair.label, result, digests))
     return Report(tuple(files), fail_on, with_digests, relpath)

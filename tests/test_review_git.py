@@ -1,0 +1,198 @@
+"""`sevm diff --git REV` against real temporary git repositories."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from review_support import COMMON, WEB, git, line_of, write_project
+from sevmanifest.cli import main
+from sevmanifest.frontend import compile_file
+from sevmanifest.measure.digest import compute
+
+DB = """\
+vm "db" {
+    type sev-es
+    firmware "OVMF.fd"
+    cpu "EPYC-Rome"
+    memory 8GiB
+}
+"""
+
+
+def _commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """Two commits: the project, then a template change and a db change."""
+    root = tmp_path / "repo"
+    write_project(root)
+    (root / "db.sevm").write_text(DB)
+    git(root, "init", "-q")
+    _commit(root, "one")
+    write_project(root, {COMMON: ("debug deny", "debug allow")})
+    (root / "db.sevm").write_text(DB.replace("8GiB", "16GiB"))
+    _commit(root, "two")
+    return root
+
+
+def _json(monkeypatch, capsys, cwd: Path, *args: str) -> tuple[int, dict]:
+    monkeypatch.chdir(cwd)
+    status = main(["diff", "--format", "json", *args])
+    out = capsys.readouterr().out
+    return status, json.loads(out) if out else {}
+
+
+def _paths(data: dict) -> list[tuple[str, str]]:
+    return [(c["path"], c["kind"]) for c in data["changes"]]
+
+
+def test_default_files_include_importers_of_changed_templates(repo, monkeypatch, capsys):
+    status, data = _json(monkeypatch, capsys, repo, "--git", "HEAD~1", "--fail-on", "weaken")
+    assert status == 1
+    assert sorted(_paths(data)) == [("vm.db.memory", "neutral"), ("vm.web.policy.debug", "weakens")]
+    [debug] = [c for c in data["changes"] if c["path"] == "vm.web.policy.debug"]
+    assert debug["file"] == COMMON and debug["line"] == line_of(repo / COMMON, "debug allow")
+
+
+def test_explicit_file_list(repo, monkeypatch, capsys):
+    _, data = _json(monkeypatch, capsys, repo, "--git", "HEAD~1", "db.sevm")
+    assert _paths(data) == [("vm.db.memory", "neutral")]
+
+
+def test_working_tree_against_head(repo, monkeypatch, capsys):
+    assert _json(monkeypatch, capsys, repo, "--git", "HEAD")[1]["changes"] == []
+    write_project(repo, {COMMON: ("debug deny", "debug allow"), WEB: ("vcpus 1, 2", "vcpus 2")})
+    _, data = _json(monkeypatch, capsys, repo, "--git", "HEAD")
+    assert _paths(data) == [("vm.web.vcpus", "strengthens")]
+
+
+def test_imports_resolve_at_the_revision(repo, monkeypatch, capsys):
+    # The template file is renamed after REV: the old side must still find common.sevm.
+    git(repo, "mv", COMMON, "base.sevm")
+    web = repo / WEB
+    web.write_text(web.read_text().replace('import "common.sevm"', 'import "base.sevm"'))
+    _commit(repo, "three")
+    _, data = _json(monkeypatch, capsys, repo, "--git", "HEAD~1", WEB)
+    assert data["changes"] == []
+    _, data = _json(monkeypatch, capsys, repo, "--git", "HEAD~2", WEB)
+    assert _paths(data) == [("vm.web.policy.debug", "weakens")]
+    assert data["changes"][0]["file"] == "base.sevm"
+
+
+def test_added_and_deleted_manifests(repo, monkeypatch, capsys):
+    (repo / "db.sevm").unlink()
+    (repo / "cache.sevm").write_text(DB.replace('"db"', '"cache"'))  # untracked
+    _, data = _json(monkeypatch, capsys, repo, "--git", "HEAD")
+    assert sorted(_paths(data)) == [("vm.cache", "weakens"), ("vm.db", "strengthens")]
+
+
+def test_from_a_subdirectory(repo, monkeypatch, capsys):
+    sub = repo / "sub"
+    sub.mkdir()
+    shutil.move(repo / "db.sevm", sub / "db.sevm")
+    _commit(repo, "move")
+    (sub / "db.sevm").write_text(DB.replace("8GiB", "1GiB"))
+    monkeypatch.chdir(sub)
+    assert main(["diff", "--git", "HEAD", "db.sevm"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--- db.sevm\n") and "vm.db.memory: 16GiB -> 1GiB" in out
+    assert main(["diff", "--git", "HEAD", "--format", "github", "db.sevm"]) == 0
+    assert "file=sub/db.sevm,line=5," in capsys.readouterr().out  # repository-relative
+
+
+def test_old_side_errors_name_the_revision(repo, monkeypatch, capsys):
+    web = repo / WEB
+    broken = web.read_text().replace("vcpus 1, 2", "vcpus 1, two")
+    web.write_text(broken)
+    _commit(repo, "broken")
+    web.write_text(broken.replace("two", "2"))
+    monkeypatch.chdir(repo)
+    assert main(["diff", "--git", "HEAD", WEB]) == 2
+    assert f"HEAD:{WEB}:{line_of(web, 'vcpus')}:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rev", ["no-such-branch", "HEAD~9"])
+def test_unknown_revision(repo, monkeypatch, capsys, rev):
+    monkeypatch.chdir(repo)
+    assert main(["diff", "--git", rev]) == 2
+    assert "unknown git revision" in capsys.readouterr().err
+
+
+def test_not_a_repository(tmp_path, monkeypatch, capsys):
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["diff", "--git", "HEAD", WEB]) == 2
+    assert "git" in capsys.readouterr().err
+
+
+def test_outside_the_repository(repo, tmp_path, monkeypatch, capsys):
+    outside = write_project(tmp_path / "elsewhere")
+    monkeypatch.chdir(repo)
+    assert main(["diff", "--git", "HEAD", str(outside / WEB)]) == 2
+
+
+# ---- launch digests at the revision -------------------------------------------------------
+
+IMAGES = Path(__file__).resolve().parent.parent / "manifests" / "images"
+MEASURED = """\
+vm "m" {
+    type sev-es
+    firmware "OVMF.synthetic-amdsev.fd"
+    kernel "vmlinuz.synthetic"
+    cmdline "console=ttyS0"
+    kernel-hashes on
+    vcpus 1, 2
+    cpu "EPYC-Milan"
+}
+"""
+
+
+def _measured_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "measured"
+    root.mkdir()
+    for name in ("OVMF.synthetic-amdsev.fd", "vmlinuz.synthetic"):
+        shutil.copy(IMAGES / name, root / name)
+    (root / "m.sevm").write_text(MEASURED)
+    git(root, "init", "-q")
+    _commit(root, "one")
+    (root / "m.sevm").write_text(MEASURED.replace("ttyS0", "ttyS1"))
+    return root
+
+
+def _expected_digests(path: Path) -> dict[str, str]:
+    vm = compile_file(str(path)).manifest.vms[0]
+    return {v.variant.vcpus: v.launch_digest.hex() for v in compute(vm).variants}
+
+
+def test_digests_old_and_new_per_variant(tmp_path, monkeypatch, capsys):
+    root = _measured_repo(tmp_path)
+    new = _expected_digests(root / "m.sevm")
+    (tmp_path / "old").mkdir()
+    for name in ("OVMF.synthetic-amdsev.fd", "vmlinuz.synthetic"):
+        shutil.copy(root / name, tmp_path / "old" / name)
+    (tmp_path / "old" / "m.sevm").write_text(MEASURED)
+    old = _expected_digests(tmp_path / "old" / "m.sevm")
+    _, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--digests")
+    assert _paths(data) == [("vm.m.cmdline", "measurement")]
+    [table] = data["digests"]
+    assert table["unavailable"] is None
+    assert [(r["old"], r["new"]) for r in table["variants"]] == [(old[1], new[1]), (old[2], new[2])]
+    assert old[1] != new[1]
+
+
+def test_digests_unavailable_for_untracked_unpinned_artefacts(tmp_path, monkeypatch, capsys):
+    root = _measured_repo(tmp_path)
+    (root / ".gitignore").write_text("vmlinuz.synthetic\n")  # a build output
+    git(root, "rm", "-q", "--cached", "vmlinuz.synthetic")
+    _commit(root, "untrack the kernel")
+    (root / "m.sevm").write_text(MEASURED.replace("ttyS0", "ttyS2"))
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--digests")
+    assert status == 0 and _paths(data) == [("vm.m.cmdline", "measurement")]
+    note = data["digests"][0]["unavailable"]
+    assert note.startswith("digests unavailable for vm m") and "HEAD:vmlinuz.synthetic" in note
