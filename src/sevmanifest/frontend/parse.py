@@ -60,6 +60,9 @@ def parse_text(text: str, file: str) -> tuple[ast.Document | None, list[Diagnost
         tree = parser().parse(text)
     except UnexpectedInput as exc:
         return None, [_syntax_error(exc, text, file)]
+    glued = _glued_keyword(tree, text, file)
+    if glued is not None:
+        return None, [glued]
     builder = _Builder(file)
     items = builder.transform(tree)
     comments = tuple(sorted(builder.comments, key=lambda c: (c.line, c.column)))
@@ -70,6 +73,24 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
     message, line, column, width = describe_unexpected(exc, text, parser())
     span = Span(file, line, column, line, column + max(width, 1))
     return error(message, span, fatal_input=True)
+
+
+def _glued_keyword(tree: Tree, text: str, file: str) -> Diagnostic | None:
+    """Keywords are words: Lark's keyword terminals have no word boundary, so "typesev-es"
+    and "vcpus4" would otherwise read as "type sev-es" and "vcpus 4"."""
+    keywords = {t.name for t in parser().terminals if t.pattern.type == "str"
+                and t.pattern.value[0].isalpha()}
+    for token in tree.scan_values(lambda v: isinstance(v, Token) and v.type in keywords):
+        end = token.end_pos
+        if end < len(text) and (text[end].isalnum() or text[end] in "_-"):
+            word = _GLUED.match(text, token.start_pos).group(0)
+            span = Span(file, token.line, token.column, token.line, token.column + len(word))
+            return error(f"unknown word {word!r}: write a space after {str(token)!r}", span,
+                         fatal_input=True)
+    return None
+
+
+_GLUED = re.compile(r"[\w-]+")
 
 
 def _span(file: str, first: Token, last: Token) -> Span:
