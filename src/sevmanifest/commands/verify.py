@@ -41,15 +41,19 @@ def register(sub) -> None:
     blob.add_argument("--launch-measure", metavar="F",
                       help="JSON reply of QMP query-sev-launch-measure")
     host = p.add_argument_group("host SEV firmware and policy (one of)")
-    host.add_argument("--api-major", metavar="N", type=_uint(8))
-    host.add_argument("--api-minor", metavar="N", type=_uint(8))
-    host.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint(8))
+    host.add_argument("--api-major", metavar="N", type=_uint(8),
+                      help="SEV firmware API major version (query-sev api-major)")
+    host.add_argument("--api-minor", metavar="N", type=_uint(8),
+                      help="SEV firmware API minor version (query-sev api-minor)")
+    host.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint(8),
+                      help="SEV firmware build (query-sev build-id)")
     host.add_argument("--policy", metavar="N", type=_uint(32),
                       help="the policy the host reports (decimal or 0x hex); without it the "
-                           "manifest's policy is assumed and not compared")
+                           "HMAC is computed over the manifest's policy, so only a launch with "
+                           "exactly that policy can match")
     host.add_argument("--query-sev", metavar="F", help="JSON reply of QMP query-sev")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(func=run, _parser=p)
+    p.set_defaults(func=run)
 
 
 def _uint(bits: int):

@@ -61,7 +61,7 @@ class Reported:
     api_major: int
     api_minor: int
     build: int
-    policy: int | None  # None: not reported; the manifest's policy is assumed
+    policy: int | None  # None: not reported; the HMAC is then computed over each vm's policy
 
     def __post_init__(self):
         if len(self.measurement) != MEASURE_BYTES or len(self.mnonce) != MNONCE_BYTES:

@@ -24,8 +24,9 @@ def mismatch_hints(measurements: Sequence, reported, *, policy_only: bool) -> It
            "(dh-cert-file/session-file); a new session means a new TIK")
     if reported.policy is None:
         policies = ", ".join(sorted({m.vm.policy.hex for m in measurements}))
-        yield (f"policy: not reported, so the manifest's ({policies}) was assumed; pass "
-               "--policy or --query-sev to compare it with the host's")
+        yield (f"policy: not reported, so the HMAC was computed over the manifest's "
+               f"({policies}); a host that launched with another policy cannot match; pass "
+               "--policy or --query-sev to see the difference")
     for m in measurements:
         yield from _vm_hints(m)
 

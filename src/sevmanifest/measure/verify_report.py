@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 
 from ..model import GuestType
+from .report import signature_text
 from .verify import MATCH, MISMATCH, POLICY_MISMATCH, PolicyMismatch, VariantMatch, VerifyResult
 
 
@@ -39,7 +40,7 @@ def _match_json(match: VariantMatch) -> dict:
         "policy": vm.policy.hex,
         "vcpus": v.vcpus,
         "cpu": v.cpu.label if v.cpu else None,
-        "cpu_signature": None if vd.cpu_signature is None else f"0x{vd.cpu_signature:08x}",
+        "cpu_signature": signature_text(v),  # as `sevm measure --format json` shows it
         "vmm": v.vmm.value,
         "legacy_vm_type": v.legacy_vm_type,
         "sev_features": f"0x{v.sev_features:x}",
@@ -121,8 +122,9 @@ def _reported_text(result: VerifyResult) -> str:
     if r.policy is None:
         assumed = sorted({m.vm.policy.hex for m in result.matches})
         if assumed:
-            return f"{firmware}, policy not reported (the manifest's {assumed[0]} was assumed)"
-        return f"{firmware}, policy not reported (each vm's own policy was assumed)"
+            return (f"{firmware}, policy not reported (the HMAC matched over the manifest's "
+                    f"{assumed[0]}, so the firmware enforced it)")
+        return f"{firmware}, policy not reported (the HMAC was computed over each vm's own)"
     note = " (equals the manifest's)" if result.status == MATCH else ""
     return f"{firmware}, policy 0x{r.policy:08x}{note}"
 
