@@ -1,0 +1,130 @@
+"""Per-repository lint configuration: lookup, precedence, validation, effect on `sevm check`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from review_support import git, run_sevm
+from sevmanifest.diagnostics import DiagnosticError, Severity, error, warning
+from sevmanifest.review.lintconfig import LintConfig, load_lint_config
+
+IMAGES = Path(__file__).resolve().parent.parent / "manifests" / "images"
+
+
+def _tree(tmp_path: Path) -> Path:
+    """tmp/repo (a git root) / a / b"""
+    deep = tmp_path / "repo" / "a" / "b"
+    deep.mkdir(parents=True)
+    (tmp_path / "repo" / ".git").mkdir()
+    return deep
+
+
+def test_no_configuration(tmp_path):
+    config = load_lint_config(_tree(tmp_path))
+    diags = [warning("SEVM101", "debug allowed")]
+    assert config == LintConfig() and config.apply(diags) == diags
+
+
+def test_found_by_walking_up_from_a_file(tmp_path):
+    deep = _tree(tmp_path)
+    (deep.parent / ".sevm.toml").write_text('disable = ["SEVM104"]\n')
+    (deep / "web.sevm").write_text("")
+    config = load_lint_config(deep / "web.sevm")
+    assert config.disabled == {"SEVM104"} and config.source == deep.parent / ".sevm.toml"
+
+
+def test_pyproject_without_tool_sevm_is_skipped(tmp_path):
+    deep = _tree(tmp_path)
+    (deep / "pyproject.toml").write_text('[tool.other]\nx = 1\n')
+    (deep.parent / "pyproject.toml").write_text('[tool.sevm]\nerror = ["debug-allowed"]\n')
+    config = load_lint_config(deep)
+    assert config.errors == {"SEVM101"} and config.source == deep.parent / "pyproject.toml"
+
+
+def test_precedence_nearest_directory_then_sevm_toml(tmp_path):
+    deep = _tree(tmp_path)
+    root = tmp_path / "repo"
+    (root / ".sevm.toml").write_text('disable = ["SEVM101"]\n')
+    (deep / "pyproject.toml").write_text('[tool.sevm]\ndisable = ["SEVM102"]\n')
+    assert load_lint_config(deep).disabled == {"SEVM102"}  # nearest wins, no merging
+    (deep / ".sevm.toml").write_text('disable = ["SEVM103"]\n')
+    assert load_lint_config(deep).disabled == {"SEVM103"}  # .sevm.toml before pyproject.toml
+
+
+def test_walk_stops_at_the_repository_root(tmp_path):
+    deep = _tree(tmp_path)
+    (tmp_path / ".sevm.toml").write_text('disable = ["SEVM101"]\n')  # outside the repository
+    assert load_lint_config(deep) == LintConfig()
+
+
+@pytest.mark.parametrize("text,words,line", [
+    ('disable = ["SEVM104"]\nerror = ["SEVM999"]\n', ["unknown lint rule 'SEVM999'", "'error'"], 2),
+    ('disable = ["debug-alowed"]\n', ["unknown lint rule 'debug-alowed'", "SEVM101 (debug-allowed)"], 1),
+    ('# comment\ndisabled = ["SEVM101"]\n', ["unknown setting 'disabled'"], 2),
+    ('disable = "SEVM101"\n', ["'disable' must be a list"], 1),
+    ('disable = ["SEVM101"]\nerror = ["debug-allowed"]\n', ["both disabled and raised"], 2),
+    ('disable = []\nerror = = 1\n', ["not valid TOML"], 2),
+])
+def test_invalid_configuration_names_the_file(tmp_path, text, words, line):
+    deep = _tree(tmp_path)
+    config_file = tmp_path / "repo" / ".sevm.toml"
+    config_file.write_text(text)
+    with pytest.raises(DiagnosticError) as caught:
+        load_lint_config(deep)
+    [d] = caught.value.diagnostics
+    assert d.fatal_input and caught.value.exit_code == 2
+    assert d.span.file == str(config_file) and d.span.line == line
+    for word in words:
+        assert word in d.message
+
+
+def test_apply_disables_and_raises():
+    config = LintConfig(Path("/r/.sevm.toml"), frozenset({"SEVM104"}), frozenset({"SEVM101"}))
+    diags = [warning("SEVM101", "debug allowed"), warning("SEVM104", "unpinned"),
+             warning("SEVM102", "key sharing"), error("vcpus 0")]
+    out = config.apply(diags)
+    assert [(d.rule, d.severity) for d in out] == [
+        ("SEVM101", Severity.ERROR), ("SEVM102", Severity.WARNING), (None, Severity.ERROR)]
+    assert "raised to an error by /r/.sevm.toml" in out[0].notes[0]
+
+
+MANIFEST = f"""\
+vm "t" {{
+    type sev
+    firmware "{IMAGES / 'OVMF.synthetic-generic.fd'}"
+    policy {{
+        debug allow
+        key-sharing deny
+    }}
+}}
+"""
+
+
+def _check(tmp_path: Path, config: str | None):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "t.sevm").write_text(MANIFEST)
+    if config is not None:
+        (tmp_path / ".sevm.toml").write_text(config)
+    return run_sevm("check", "t.sevm", cwd=tmp_path)
+
+
+def test_check_default_warns(tmp_path):
+    proc = _check(tmp_path, None)
+    assert proc.returncode == 0 and "warning[SEVM101" in proc.stderr
+
+
+def test_check_raised_to_error(tmp_path):
+    proc = _check(tmp_path, 'error = ["debug-allowed"]\n')
+    assert proc.returncode == 1 and "error[SEVM101" in proc.stderr
+
+
+def test_check_disabled(tmp_path):
+    proc = _check(tmp_path, 'disable = ["SEVM101", "SEVM104", "SEVM105"]\n')
+    assert proc.returncode == 0 and "SEVM10" not in proc.stderr
+
+
+def test_check_unknown_rule_is_bad_input(tmp_path):
+    proc = _check(tmp_path, 'disable = ["SEVM999"]\n')
+    assert proc.returncode == 2 and ".sevm.toml:1:" in proc.stderr and "SEVM999" in proc.stderr
+    assert "Traceback" not in proc.stderr
