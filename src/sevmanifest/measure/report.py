@@ -62,11 +62,12 @@ def _vm_json(m: VmMeasurement, hmacs: tuple[Hmac | None, ...]) -> dict:
         "policy": vm.policy.hex,
         "artifacts": {a.role: {"path": str(a.path), "sha256": m.artefact_digests[a.role]}
                       for a in vm.artefacts},
-        "variants": [_variant_json(v, h) for v, h in zip(m.variants, hmacs)],
+        "variants": [variant_json(v, h) for v, h in zip(m.variants, hmacs)],
     }
 
 
-def _variant_json(result: VariantDigest, hmac: Hmac | None) -> dict:
+def variant_json(result: VariantDigest, hmac: Hmac | None = None) -> dict:
+    """One variant as `sevm measure --format json` shows it (reusable by other reports)."""
     v = result.variant
     out = {
         "vcpus": v.vcpus,
