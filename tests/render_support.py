@@ -2,12 +2,16 @@
 stand-in QEMU that records its argv."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,109 @@ def assert_reached_sev_init(result: subprocess.CompletedProcess, argv: list[str]
     assert not problems, f"QEMU rejected the rendered options ({problems}):\n{stderr}\nargv: {argv}"
     assert result.returncode != 0 and any(m in stderr for m in SEV_INIT_MESSAGES), (
         f"QEMU did not stop at SEV/KVM initialisation (rc {result.returncode}):\n{stderr}")
+
+
+def qemu_accepts_without_sev(argv: list[str], *, timeout: float = 30) -> tuple[bool, str]:
+    """Run ``argv`` under TCG without the SEV object and the direct-boot files, so QEMU
+    builds the whole machine (-cpu, -device, -netdev, console), and quit over QMP.
+    True when QEMU reached its main loop; QEMU's stderr either way."""
+    directory = tempfile.mkdtemp(prefix="sevm-qmp-", dir="/tmp")  # short: socket path limit
+    sock = os.path.join(directory, "qmp")
+    args = [QEMU] + _without_sev(argv[1:]) + ["-display", "none",
+                                                "-qmp", f"unix:{sock},server=on,wait=on"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    greeted = False
+    try:
+        client = _connect(sock, proc, timeout)
+        if client is not None:
+            with client, client.makefile("rwb") as stream:
+                # QEMU runs QMP commands only from its main loop, i.e. after it built the
+                # machine; a failed build exits 1, so exit status 0 after "quit" proves it
+                greeted = b'"QMP"' in stream.readline()
+                stream.write(b'{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n')
+                stream.flush()
+                stream.read()
+    except OSError:
+        pass
+    finally:
+        _, stderr = proc.communicate(timeout=timeout)
+        shutil.rmtree(directory, ignore_errors=True)
+    return greeted and proc.returncode == 0, stderr.decode(errors="replace")
+
+
+def _connect(path: str, proc: subprocess.Popen, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(timeout)
+        try:
+            client.connect(path)
+            return client
+        except OSError:
+            client.close()
+            time.sleep(0.01)
+    return None
+
+
+def _without_sev(args: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(args):
+        flag = args[i]
+        value = args[i + 1] if i + 1 < len(args) else None
+        if flag in ("-kernel", "-initrd", "-append") or (flag == "-object" and "sev-guest" in value):
+            i += 2
+            continue
+        if flag == "-accel":
+            value = "tcg"
+        elif flag == "-machine":
+            value = ",".join(p for p in value.split(",") if not p.startswith("confidential-guest-support="))
+        elif flag not in ("-drive", "-netdev", "-device", "-cpu", "-smp", "-m", "-nic", "-display"):
+            out.append(flag)
+            i += 1
+            continue
+        out += [flag, value]
+        i += 2
+    return out
+
+
+# --- a minimal empty qcow2 image (QEMU opens drives before SEV init) ---------------------
+
+class _Qcow2Header(ctypes.BigEndianStructure):
+    """qcow2 version 2 header (QEMU docs/interop/qcow2.txt)."""
+    _pack_ = 1
+    _fields_ = [("magic", ctypes.c_uint32), ("version", ctypes.c_uint32),
+                ("backing_file_offset", ctypes.c_uint64), ("backing_file_size", ctypes.c_uint32),
+                ("cluster_bits", ctypes.c_uint32), ("size", ctypes.c_uint64),
+                ("crypt_method", ctypes.c_uint32), ("l1_size", ctypes.c_uint32),
+                ("l1_table_offset", ctypes.c_uint64), ("refcount_table_offset", ctypes.c_uint64),
+                ("refcount_table_clusters", ctypes.c_uint32), ("nb_snapshots", ctypes.c_uint32),
+                ("snapshots_offset", ctypes.c_uint64)]
+
+
+def write_qcow2(path: Path, size: int = 1 << 20) -> Path:
+    """Clusters: 0 header, 1 refcount table, 2 refcount block, 3 L1 table (all empty)."""
+    cluster = 1 << 16
+    header = _Qcow2Header(magic=0x514649FB, version=2, cluster_bits=16, size=size, l1_size=1,
+                          l1_table_offset=3 * cluster, refcount_table_offset=cluster,
+                          refcount_table_clusters=1)
+    image = bytearray(4 * cluster)
+    image[:ctypes.sizeof(header)] = bytes(header)
+    image[cluster:cluster + 8] = (2 * cluster).to_bytes(8, "big")
+    for index in range(4):  # 16-bit refcounts of the four used clusters
+        image[2 * cluster + 2 * index: 2 * cluster + 2 * index + 2] = (1).to_bytes(2, "big")
+    path.write_bytes(bytes(image))
+    return path
+
+
+def with_real_disks(vm: VM, directory: Path) -> VM:
+    """``vm`` with its launch disks replaced by fresh empty images of the same format."""
+    disks = []
+    for index, disk in enumerate(vm.launch.disks):
+        path = directory / f"disk{index}.{disk.format}"
+        if disk.format == "qcow2":
+            write_qcow2(path)
+        else:
+            path.write_bytes(bytes(1 << 20))
+        disks.append(dataclasses.replace(disk, resolved=path))
+    return dataclasses.replace(vm, launch=dataclasses.replace(vm.launch, disks=tuple(disks)))
