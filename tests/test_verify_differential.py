@@ -36,7 +36,7 @@ pytestmark = pytest.mark.realtools
 FIXED_SEED = 0x5E7_0001
 FIXED_CASES = int(os.environ.get("SEVM_DIFF_CASES", "300"))
 FRESH_CASES = int(os.environ.get("SEVM_DIFF_FRESH_CASES", "100"))
-PROCESS_CASES = int(os.environ.get("SEVM_DIFF_PROCESS_CASES", "12"))
+PROCESS_CASES = int(os.environ.get("SEVM_DIFF_PROCESS_CASES", "8"))
 
 CMDLINE_WORDS = [
     "console=ttyS0", "root=/dev/vda1", "ro", "quiet", "loglevel=7", "init=/bin/sh", "a=b=c",
