@@ -168,3 +168,28 @@ def test_explain_unmeasured_kernel(tmp_path, monkeypatch, capsys):
     [vm] = json.loads(capsys.readouterr().out)["vms"]
     assert [m["step"] for m in vm["measured"]] == ["firmware", "kernel-hashes table", "VMSAs"]
     assert vm["measured"][1]["detail"].startswith("NOT MEASURED")
+
+
+def test_colour_when_stdout_is_a_terminal(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+    old, new = _pair(tmp_path, DEBUG_ALLOWED)
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
+    proc = subprocess.run([sys.executable, "-m", "sevmanifest", "diff", old, new], cwd=tmp_path,
+                          stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"\x1b[1;31mweakens\x1b[0m" in b"".join(chunks)
