@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import json
 import os
 import shutil
 import socket
@@ -25,6 +24,11 @@ AMDSEV_TAIL = SHARED / "vectors" / "sev-snp-measure" / "ovmf_AmdSev_suffix.bin"
 QEMU = "/usr/bin/qemu-system-x86_64"
 VIRT_XML_VALIDATE = "/usr/bin/virt-xml-validate"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+EXAMPLES = sorted((REPO / "manifests").rglob("*.sevm"))
+
+
+def example_id(path: Path) -> str:
+    return str(path.relative_to(REPO / "manifests"))
 
 
 def need_tool(path: str) -> str:
@@ -83,16 +87,15 @@ ROME_BY_FMS = Cpu(0x00830F10, None, 23, 49, 0)
 
 # --- a stand-in QEMU that records its argv as bytes -------------------------------------
 
-RECORDER = """#!{python}
-import json, os, sys
-with open(os.environ["ARGV_DUMP"], "w") as out:
-    json.dump([os.fsencode(a).hex() for a in sys.argv[1:]], out)
+# /bin/sh's printf copies each argument's bytes unchanged; NUL cannot occur in an argument.
+RECORDER = """#!/bin/sh
+for arg; do printf '%s\\0' "$arg"; done > "$ARGV_DUMP"
 """
 
 
 def recorder(tmp: Path) -> Path:
     path = tmp / "fake-qemu"
-    path.write_text(RECORDER.format(python=sys.executable))
+    path.write_text(RECORDER)
     path.chmod(0o755)
     return path
 
@@ -101,10 +104,10 @@ def run_script(script: bytes, tmp: Path, extra: list[str] = ()) -> list[bytes]:
     """Run a rendered shell script with QEMU pointed at the recorder; the argv it got."""
     path = tmp / "launch.sh"
     path.write_bytes(script)
-    dump = tmp / "argv.json"
+    dump = tmp / "argv.bin"
     env = dict(os.environ, QEMU=str(recorder(tmp)), ARGV_DUMP=str(dump))
     subprocess.run(["/bin/sh", str(path), *extra], env=env, check=True, timeout=30)
-    return [bytes.fromhex(h) for h in json.loads(dump.read_text())]
+    return dump.read_bytes().split(b"\0")[:-1]
 
 
 # --- real QEMU --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
-from render_support import REPO, make_vm, sev_vm
+from render_support import EXAMPLES, example_id, REPO, make_vm, sev_vm
 from render_support_gen import compile_vm, manifests, qemu_variants
 
 from sevmanifest import render
@@ -17,7 +17,6 @@ from sevmanifest.measure.digest import compute
 from sevmanifest.model import Cpu
 from sevmanifest.render.readback import launch_digest_from_argv, measured_inputs_from_argv
 
-EXAMPLES = sorted(p for p in (REPO / "manifests").rglob("*.sevm"))
 
 
 def _check_all_variants(vm) -> int:
@@ -39,7 +38,7 @@ def test_example_manifests_exist():
     assert len(EXAMPLES) >= 3, EXAMPLES
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_examples_read_back_to_their_digests(path: Path):
     result = compile_file(str(path))
     if result.manifest is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from render_support import (GENOA, QEMU, REPO, assert_reached_sev_init, make_vm, need_tool,
+from render_support import (EXAMPLES, example_id, GENOA, QEMU, REPO, assert_reached_sev_init, make_vm, need_tool,
                             qemu_accepts_without_sev, recorder, run_qemu, with_real_disks)
 from render_support_gen import compile_vm, manifests, qemu_variants
 
@@ -25,7 +25,6 @@ from sevmanifest.frontend import compile_file
 from sevmanifest.render.target import SINCE_OVERRIDES, model_since
 
 pytestmark = pytest.mark.realtools
-EXAMPLES = sorted((REPO / "manifests").rglob("*.sevm"))
 LEGACY_VM_TYPE_ON_7_2 = "Invalid parameter 'legacy-vm-type'"
 
 
@@ -64,7 +63,7 @@ def check_variant(vm, variant, directory: Path) -> None:
         assert accepted, f"QEMU (TCG, no SEV) rejected the rest of the argv:\n{stderr}\n{old_argv}"
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_examples_pass_qemu_option_parsing(path: Path, tmp_path: Path):
     manifest = compile_file(str(path)).manifest
     assert manifest is not None
@@ -93,7 +92,7 @@ def _run_script(script: bytes, directory: Path) -> subprocess.CompletedProcess:
                           timeout=30)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_scripts_pass_qemu_option_parsing(path: Path, tmp_path: Path):
     for vm in compile_file(str(path)).manifest.vms:
         vm = with_real_disks(_for_qemu_7_2(vm), tmp_path)

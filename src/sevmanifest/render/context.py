@@ -6,6 +6,7 @@ step (tests/test_render_context.py checks that every key is documented).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from ..model import POLICY_FIELDS, VM, Artefact, Cpu, Variant
@@ -14,6 +15,7 @@ from .target import version_text
 from .variants import describe
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:

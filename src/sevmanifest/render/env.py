@@ -7,6 +7,7 @@ context and cannot reach Python internals.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -19,11 +20,9 @@ import jinja2.sandbox
 from markupsafe import Markup, escape
 
 from ..resources import templates_dir
+from .libvirt import XML_INVALID
 
 XML_SUFFIXES = (".xml", ".html", ".htm", ".xhtml")
-# Characters XML 1.0 cannot carry at all (C0 controls other than tab, LF, CR; surrogates
-# stand for bytes that are not UTF-8, which an XML document cannot carry either).
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
@@ -48,7 +47,7 @@ def xml_text(value) -> Markup:
     character references, which every XML parser keeps (a literal CR or an attribute
     newline would be normalised away)."""
     text = str(value)
-    bad = _XML_INVALID.search(text)
+    bad = XML_INVALID.search(text)
     if bad:
         raise RenderValueError(f"character U+{ord(bad.group()):04X} cannot appear in XML "
                                f"(in {text!r})")
@@ -101,6 +100,7 @@ def _configure(env: jinja2.Environment) -> jinja2.Environment:
     return env
 
 
+@functools.lru_cache(maxsize=1)
 def builtin_environment() -> jinja2.Environment:
     """sevm's own templates (``templates/``), autoescaped by file name."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),

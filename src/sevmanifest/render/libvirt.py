@@ -6,11 +6,16 @@ error rather than a domain that would measure differently from the manifest.
 """
 from __future__ import annotations
 
+import re
+
 from ..diagnostics import DiagnosticError, error
 from ..model import VM, Variant
 
 TEMPLATE = "libvirt-domain.xml.j2"
 _XSD_LINE_BREAKS = ("\n", "\r")
+# Characters XML 1.0 cannot carry at all (C0 controls other than tab, LF, CR; surrogates
+# stand for bytes that are not UTF-8, which an XML document cannot carry either).
+XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def check(vm: VM, variant: Variant, context: dict) -> None:
@@ -30,6 +35,13 @@ def check(vm: VM, variant: Variant, context: dict) -> None:
         _check_line(vm, "disk path", disk["path"])
     for what, value in names.items():
         _check_line(vm, what, value)
+    cmdline = context["vm"]["cmdline"]
+    if cmdline is not None and (bad := XML_INVALID.search(cmdline)):
+        shown = f"byte 0x{ord(bad.group()) & 0xff:02x}" if "\ud800" <= bad.group() <= "\udfff" \
+            else f"character U+{ord(bad.group()):04X}"
+        raise DiagnosticError(error(f"vm {vm.name}: the cmdline contains {shown}, which cannot "
+                                    "appear in XML, so a libvirt domain cannot carry it",
+                                    vm.origins.get("cmdline", vm.span)))
 
 
 def _check_line(vm: VM, what: str, value: str) -> None:
