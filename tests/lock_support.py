@@ -86,3 +86,15 @@ def variants(lock: dict, vm: str) -> list[dict]:
 
 def stray_temp_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).rglob("*.tmp"))
+
+
+def make_many(root: Path, count: int, *, vcpus: str = "1, 2, 4, 8") -> list[str]:
+    """A repository of ``count`` manifests sharing one image set (for batch tests and the
+    measurement in docs/lockfiles.md); returns the manifest names, relative to ``root/vms``."""
+    vms = make_repo(root)
+    names = []
+    for i in range(count):
+        name = f"guest-{i:04d}.sevm"
+        (vms / name).write_text(vm_text(f"guest-{i}", vcpus=vcpus, cmdline=f"console=ttyS0 id={i}"))
+        names.append(name)
+    return names

@@ -1,0 +1,161 @@
+"""Many manifests at once: worker processes give the same bytes as one process, errors stay
+with their files, shared artefacts are hashed once, and the digest cache works end to end."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from sevmanifest.lock import batch
+from sevmanifest.lock.cache import RACY_SECONDS
+from sevmanifest.lock.workflow import _render_action, check_locked_files, lock_files
+from sevmanifest.measure import hashing
+
+from lock_support import FIRMWARE, KERNEL, make_many, sevm, vm_text
+
+
+@pytest.fixture
+def many(tmp_path, monkeypatch):
+    names = make_many(tmp_path, 24, vcpus="1, 2")
+    monkeypatch.chdir(tmp_path / "vms")
+    return names
+
+
+def test_worker_count():
+    assert batch._worker_count(7, 4) == 1  # too few files to pay for a pool
+    assert batch._worker_count(100, 4) == 4
+    assert batch._worker_count(16, 8) == 2
+    assert batch._worker_count(100, None) == min(os.cpu_count() or 1, 12)
+    assert batch._chunks(list("abcdefg"), 3) == [list("abc"), list("de"), list("fg")]
+
+
+def test_processes_and_one_process_agree(many):
+    serial = batch.run_files(many, _render_action, jobs=1, use_cache=False)
+    pooled = batch.run_files(many, _render_action, jobs=3, use_cache=False)
+    assert [o.path for o in pooled] == many
+    assert [o.output for o in pooled] == [o.output for o in serial]
+    assert all(o.output and not o.failed for o in pooled)
+
+
+def test_errors_stay_with_their_file_in_a_pool(many, capsys):
+    os.rename(many[5], "bad-syntax.sevm")
+    with open("bad-syntax.sevm", "a") as f:
+        f.write("vm {\n")
+    with open(many[17], "w") as f:
+        f.write(vm_text("nofw", images="../missing"))
+    files = [f for f in many if f != many[5]] + ["bad-syntax.sevm"]
+    run = lock_files(files, jobs=2, use_cache=False)
+    assert run.exit_code == 2
+    failed = {d.span.file if d.span else d.message for d in run.diagnostics if d.is_error}
+    assert any("bad-syntax.sevm" in f for f in failed)
+    assert any(many[17] in f or "missing" in f for f in failed)
+    assert len(run.written) == len(files) - 2
+    assert not os.path.exists(many[17] + ".lock")
+    assert not os.path.exists("bad-syntax.sevm.lock")
+
+
+def test_carets_are_printed_for_files_compiled_in_workers(many):
+    with open(many[20], "a") as f:
+        f.write('vm "x" {\n    vcpus 0\n}\n')
+    result = sevm("lock", "--jobs", "2", *many)
+    assert result.returncode != 0
+    assert f"{many[20]}:" in result.stderr
+    assert "vcpus 0" in result.stderr and "^" in result.stderr
+
+
+def test_shared_artefacts_are_hashed_once_per_run(many, monkeypatch):
+    calls = []
+    real = hashing.hash_file
+
+    def counting(path, **kwargs):
+        calls.append(os.path.basename(path))
+        return real(path, **kwargs)
+    monkeypatch.setattr(hashing, "hash_file", counting)
+    outcomes = batch.run_files(many, _render_action, jobs=1, use_cache=False)
+    assert all(o.output for o in outcomes)
+    assert sorted(calls) == sorted([FIRMWARE, KERNEL, "initrd.synthetic.img"])
+
+
+def test_check_locked_files_many(many):
+    assert lock_files(many, jobs=2).exit_code == 0
+    assert check_locked_files(many, jobs=2, use_cache=True) == ([], 0)
+    with open(many[3], "w") as f:
+        f.write(vm_text("guest-3", vcpus="1, 2, 3", cmdline="console=ttyS0 id=3"))
+    diagnostics, status = check_locked_files(many, jobs=2, use_cache=True)
+    assert status == 1
+    (only,) = [d.message for d in diagnostics if d.is_error]
+    assert only.startswith(f"{many[3]}.lock: vm 'guest-3': new variant vcpus=3 cpu=EPYC-Milan "
+                           "vmm=qemu legacy-vm-type=on sev-features=0x0 is not in the lock")
+    assert all(d.severity.value != "warning" for d in diagnostics)
+
+
+# -- the digest cache through the command line --------------------------------------------
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    """A repository whose files are older than the racy window (so they may be cached)."""
+    root = tmp_path_factory.mktemp("settled")
+    names = make_many(root, 3)
+    time.sleep(RACY_SECONDS + 0.3)
+    return root / "vms", names
+
+
+def cache_entries(xdg):
+    return sorted(p for p in (xdg / "sevmanifest" / "digests-v1").rglob("*") if p.is_file()) \
+        if (xdg / "sevmanifest" / "digests-v1").exists() else []
+
+
+def test_cache_is_filled_and_bypassed(settled, tmp_path):
+    vms, names = settled
+    bypass = tmp_path / "bypass"
+    assert sevm("lock", "--no-cache", *names, cwd=vms,
+                env={"XDG_CACHE_HOME": str(bypass)}).returncode == 0
+    assert cache_entries(bypass) == []
+    assert sevm("lock", *names, cwd=vms, env={"XDG_CACHE_HOME": str(bypass),
+                                                "SEVM_NO_CACHE": "1"}).returncode == 0
+    assert cache_entries(bypass) == []
+    used = tmp_path / "used"
+    result = sevm("lock", *names, cwd=vms, env={"XDG_CACHE_HOME": str(used)})
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(p.read_text()) for p in cache_entries(used)]
+    assert sorted(os.path.basename(r["path"]) for r in records) == \
+        [FIRMWARE, "initrd.synthetic.img", KERNEL]
+
+
+def test_corrupt_cache_warns_once_and_the_run_succeeds(settled, tmp_path):
+    vms, names = settled
+    xdg = tmp_path / "xdg"
+    assert sevm("lock", *names, cwd=vms, env={"XDG_CACHE_HOME": str(xdg)}).returncode == 0
+    for entry in cache_entries(xdg):
+        entry.write_text("{ garbage")
+    result = sevm("check", "--locked", *names, cwd=vms, env={"XDG_CACHE_HOME": str(xdg)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("ignoring corrupt digest cache entry") == 1
+
+
+def test_cache_never_hides_an_edited_pinned_artefact(settled, tmp_path):
+    """The kernel is cached, then edited in place with its size and mtime kept: the cache
+    cannot prove it unchanged (ctime moved), so its bytes are hashed and the pin fails."""
+    vms, names = settled
+    xdg = tmp_path / "xdg"
+    kernel = vms.parent / "images" / KERNEL
+    original = kernel.read_bytes()
+    pinned = vms / "pinned.sevm"
+    pinned.write_text(vm_text("pinned").replace(
+        f'kernel "../images/{KERNEL}"',
+        f'kernel "../images/{KERNEL}" sha256 "{hashing.hashlib.sha256(original).hexdigest()}"'))
+    try:
+        assert sevm("lock", "pinned.sevm", cwd=vms,
+                    env={"XDG_CACHE_HOME": str(xdg)}).returncode == 0
+        st = os.stat(kernel)
+        kernel.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        os.utime(kernel, ns=(st.st_atime_ns, st.st_mtime_ns))
+        result = sevm("check", "--locked", "pinned.sevm", cwd=vms,
+                      env={"XDG_CACHE_HOME": str(xdg)})
+        assert result.returncode == 1
+        assert "vmlinuz.synthetic does not match its pinned sha256" in result.stderr
+    finally:
+        kernel.write_bytes(original)
+        pinned.unlink()
