@@ -2,8 +2,8 @@
 
 All environments use ``StrictUndefined`` (a misspelt variable is an error, not an empty
 string) and share the filters below.  XML output is autoescaped.  Users' templates
-(``--template PATH``) run in Jinja's ``SandboxedEnvironment``: they see the documented
-context and cannot reach Python internals.
+(``--template PATH``) run in Jinja's ``ImmutableSandboxedEnvironment``: they see the
+documented context and can neither reach Python internals nor modify the context.
 """
 from __future__ import annotations
 
@@ -110,8 +110,9 @@ def builtin_environment() -> jinja2.Environment:
 
 
 def user_environment(template: Path) -> jinja2.sandbox.SandboxedEnvironment:
-    """A sandbox for a user's template; ``{% include %}`` finds files beside it."""
-    env = jinja2.sandbox.SandboxedEnvironment(
+    """A sandbox for a user's template; ``{% include %}`` finds files beside it.  The
+    immutable sandbox also refuses calls that modify the context (``argv.append``)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
         autoescape=_autoescape, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     return _configure(env)
