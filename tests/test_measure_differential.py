@@ -205,3 +205,28 @@ def test_cli_differential(tmp_path, seed):
         accepted += 1
         assert proc.stdout.strip() == value, f"seed {seed}, CLI case {index}: {case}\n{argv}"
     assert accepted >= CLI_CASES // 2, f"seed {seed}: the CLI refused too many cases"
+
+
+@pytest.mark.parametrize("seed", [FIXED_SEED, FRESH_SEED], ids=["fixed-seed", "fresh-seed"])
+def test_vmsa_pages_differential(seed):
+    """Page level, both host profiles: sev-snp-measure's INIT2 page, and that page with MXCSR
+    and FCW zeroed (real-tools.md: the legacy page), against ours for random R and CPUs."""
+    from sevsnpmeasure.vmsa import VMSA
+    from sevmanifest.measure import vmsa
+    from sevmanifest.model import Vmm
+    rng = random.Random(seed)
+    vmms = {Vmm.QEMU: VMMType.QEMU, Vmm.EC2: VMMType.ec2, Vmm.GCE: VMMType.gce}
+    for index in range(200):
+        reset = rng.randrange(1, 1 << 32)
+        signature = rng.choice([rng.randrange(1 << 28), *CPU_SIGS.values()])
+        vmm = rng.choice(list(vmms))
+        their = VMSA(SevMode.SEV_ES, reset, signature, 0, vmms[vmm])
+        theirs = list(their.pages(2))
+        for legacy in (False, True):
+            if legacy and vmm is Vmm.QEMU:
+                for area in (their.bsp_save_area, their.ap_save_area):
+                    area.mxcsr, area.x87_fcw = 0, 0
+                theirs = list(their.pages(2))
+            profile = vmsa.VmsaProfile(vmm, reset, signature, legacy, 0)
+            assert list(vmsa.pages(profile)) == theirs, \
+                f"seed {seed}, case {index}: R={reset:#x} sig={signature:#x} {vmm} legacy={legacy}"
