@@ -8,14 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from sevmanifest.model import (VM, Artefact, Cpu, Disk, GuestType, HostMatrix, Launch, Policy, Vmm)
+from sevmanifest.model import VM, Artefact, Cpu, GuestType, HostMatrix, Launch, Policy
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SEVM_SHARED", REPO.parent / "shared"))
@@ -39,6 +38,16 @@ def need_tool(path: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def need_module(name: str) -> None:
+    """Import ``name``; missing, it fails in CI and skips locally."""
+    try:
+        __import__(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"Python package {name} is not installed")
+        pytest.skip(f"Python package {name} is not installed")
 
 
 def artefacts(tmp: Path) -> dict[str, Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
-from render_support import EXAMPLES, example_id, REPO, VIRT_XML_VALIDATE, make_vm, need_tool, sev_vm
+from render_support import EXAMPLES, VIRT_XML_VALIDATE, example_id, make_vm, need_tool, sev_vm
 from render_support_gen import compile_vm, manifests, qemu_variants
 
 from sevmanifest import render

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from render_support import GENOA, MILAN, ROME_BY_FMS, make_vm, sev_vm
+from render_support import GENOA, ROME_BY_FMS, make_vm, sev_vm
 
 from sevmanifest import render
 from sevmanifest.diagnostics import DiagnosticError
