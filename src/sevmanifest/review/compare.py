@@ -116,8 +116,11 @@ def _artefact_file(role: str, was: Artefact | None, now: Artefact | None, measur
                          "the host can replace it unnoticed")
     if not measured:
         return RawChange(role, *shown, Kind.NEUTRAL, "not measured (kernel-hashes off)")
-    if was and now and was.sha256 and was.sha256 == now.sha256:
-        return RawChange(role, *shown, Kind.NEUTRAL, "moved: the same pinned content")
+    if was and now and was.sha256 and now.sha256:  # the pins decide the content
+        if was.sha256 == now.sha256:
+            return RawChange(role, *shown, Kind.NEUTRAL, "moved: the same pinned content")
+        return RawChange(role, *shown, Kind.NEUTRAL, "another path; the content change is "
+                         f"the new {role}.sha256")
     what = "in the kernel-hashes table" if role != "firmware" else "in the launch digest"
     return RawChange(role, *shown, Kind.MEASUREMENT, f"a different {role} file: its hash "
                      f"{what} changes unless the bytes are identical", measured=True)

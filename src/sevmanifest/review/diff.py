@@ -82,7 +82,7 @@ def _vm_presence(old: VM | None, new: VM | None) -> Change:
     if new is not None:
         n = new.variant_count()
         return Change(f"vm.{new.name}", None, _vm_summary(new), Kind.WEAKENS,
-                      f"a new VM: attestation will accept {_variants(n)} of a new launch",
+                      f"a new VM: attestation accepts its launches ({_variants(n)})",
                       measured=True, span=new.span, vm=new.name)
     assert old is not None
     return Change(f"vm.{old.name}", _vm_summary(old), None, Kind.STRENGTHENS,
