@@ -68,6 +68,8 @@ def test_no_legacy_vm_type_before_9_1(tmp_path: Path, version):
 def test_cpu_table_starts_at_7_2(tmp_path: Path):
     vm = make_vm(tmp_path, host=dict(qemu_version=(7, 1)))
     assert "known from QEMU 7.2 on" in _error(vm, "vcpus=1")
+    assert "EPYC-v4" in _error(make_vm(tmp_path, cpus=(Cpu(0x00800F12, "EPYC-v4"),),
+                                       host=dict(qemu_version=(7, 2))), "vcpus=1")
 
 
 def test_legacy_vm_type_off_before_9_1_is_an_error(tmp_path: Path):

@@ -7,15 +7,18 @@ import sys
 from ..diagnostics import EXIT_OK, DiagnosticError, error
 
 TARGETS = ("qemu", "libvirt")
+USAGE = ("sevm render qemu|libvirt FILE [--vm NAME] [--variant KEY=VALUE,...] [--format sh|argv] "
+         "[-o OUT]\n       sevm render --template PATH FILE [--vm NAME] [--variant KEY=VALUE,...] "
+         "[-o OUT]")
 
 
 def register(sub) -> None:
     parser = sub.add_parser(
         "render", help="render the QEMU command line, libvirt domain or a user template of a variant",
-        description="Render one variant of one VM into launch configuration: "
-        "'sevm render qemu FILE', 'sevm render libvirt FILE' or 'sevm render --template PATH FILE'.")
-    parser.add_argument("args", nargs="+", metavar="[qemu|libvirt] FILE",
-                        help="the output kind (omit with --template) and the manifest")
+        usage=USAGE, description="Render one variant of one VM into launch configuration "
+        "(docs/rendering.md).")
+    parser.add_argument("args", nargs="+", metavar="ARG",
+                        help="qemu or libvirt, then the manifest FILE (with --template: FILE only)")
     parser.add_argument("--vm", metavar="NAME", help="the vm to render (needed when FILE has several)")
     parser.add_argument("--variant", metavar="KEY=VALUE,...",
                         help="the variant of a matrix: keys vcpus, cpu, vmm, legacy-vm-type, sev-features")
@@ -34,12 +37,12 @@ def _parse_positionals(args) -> tuple[str | None, str]:
     positionals = list(args.args)
     if args.template is not None:
         if len(positionals) != 1:
-            raise _usage("usage: sevm render --template PATH FILE [--vm NAME] [--variant ...]")
+            raise _usage(f"usage: {USAGE.splitlines()[1].strip()}")
         if args.format is not None:
             raise _usage("--format applies to 'sevm render qemu' only")
         return None, positionals[0]
     if len(positionals) != 2 or positionals[0] not in TARGETS:
-        raise _usage("usage: sevm render qemu|libvirt FILE [--vm NAME] [--variant KEY=VALUE,...]")
+        raise _usage(f"usage: {USAGE.splitlines()[0]}")
     if positionals[0] == "libvirt" and args.format is not None:
         raise _usage("--format applies to 'sevm render qemu' only")
     return positionals[0], positionals[1]

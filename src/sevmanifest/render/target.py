@@ -96,10 +96,12 @@ def cpu_model(vm: VM, variant: Variant) -> str | None:
             raise _fail(f"vm {vm.name}: cpu {cpu.name!r} is not a QEMU CPU model sevm knows", where)
         since = model_since(cpu.name)
         if since > qemu:
-            first = ("known from QEMU 7.2 on; older releases are not checked" if since == (7, 2)
-                     else f"first in QEMU {version_text(since)}")
+            if since == (7, 2):  # the table's floor: older releases were never checked
+                raise _fail(f"vm {vm.name}: sevm cannot tell whether QEMU {version_text(qemu)} "
+                            f"ships CPU model {cpu.name}: its model table is known from QEMU 7.2 on",
+                            where)
             raise _fail(f"vm {vm.name}: QEMU {version_text(qemu)} does not ship CPU model "
-                        f"{cpu.name} ({first})", where)
+                        f"{cpu.name} (first in QEMU {version_text(since)})", where)
         return cpu.name
     for name, info in cpus.CPU_MODELS.items():
         same = cpus.signature(info.family, info.model, info.stepping) == cpu.signature
