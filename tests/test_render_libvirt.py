@@ -49,14 +49,16 @@ def test_example_domains_validate(path: Path, tmp_path: Path):
                     render.render_libvirt(vm, variant)
 
 
-_GENERATED = Path(tempfile.mkdtemp(prefix="sevm-render-libvirt-"))
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("generated")
 
 
 @pytest.mark.realtools
 @settings(max_examples=30, deadline=None)
 @given(manifests())
-def test_generated_domains_validate(text):
-    vm = compile_vm(text, _GENERATED)
+def test_generated_domains_validate(scratch, text):
+    vm = compile_vm(text, scratch)
     variant = qemu_variants(vm)[0]
     if not variant.legacy_vm_type:
         return
@@ -65,7 +67,7 @@ def test_generated_domains_validate(text):
     except UnicodeDecodeError:
         xml_ok = False
     if xml_ok:
-        assert_valid(render.render_libvirt(vm, variant).text, _GENERATED)
+        assert_valid(render.render_libvirt(vm, variant).text, scratch)
     else:
         with pytest.raises(DiagnosticError, match="cannot appear in XML"):
             render.render_libvirt(vm, variant)

@@ -2,7 +2,6 @@
 to the digest `sevm measure` gives that variant (examples, generated manifests, edge cases)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,13 +46,15 @@ def test_examples_read_back_to_their_digests(path: Path):
         assert _check_all_variants(vm) == len(qemu_variants(vm))
 
 
-_GENERATED = Path(tempfile.mkdtemp(prefix="sevm-render-gen-"))
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("generated")
 
 
 @settings(max_examples=200, deadline=None)
 @given(manifests())
-def test_generated_manifests_read_back_to_their_digests(text):
-    vm = compile_vm(text, _GENERATED)
+def test_generated_manifests_read_back_to_their_digests(scratch, text):
+    vm = compile_vm(text, scratch)
     assert _check_all_variants(vm) == len(qemu_variants(vm))
 
 
@@ -149,9 +150,9 @@ def _independent_digest(launch) -> bytes | None:
 @pytest.mark.realtools
 @settings(max_examples=60, deadline=None)
 @given(manifests())
-def test_read_back_argv_matches_sev_snp_measure(text):
+def test_read_back_argv_matches_sev_snp_measure(scratch, text):
     need_module("sevsnpmeasure")
-    vm = compile_vm(text, _GENERATED)
+    vm = compile_vm(text, scratch)
     for variant in qemu_variants(vm):
         argv = render.qemu_command(vm, variant).argv
         launch = measured_inputs_from_argv(argv, sev_features=variant.sev_features)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -75,16 +74,18 @@ def test_examples_pass_qemu_option_parsing(path: Path, tmp_path: Path):
             check_variant(vm, variant, tmp_path)
 
 
-_GENERATED = Path(tempfile.mkdtemp(prefix="sevm-render-qemu-"))
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("generated")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(manifests())
-def test_generated_manifests_pass_qemu_option_parsing(text):
-    vm = compile_vm(text, _GENERATED)
+def test_generated_manifests_pass_qemu_option_parsing(scratch, text):
+    vm = compile_vm(text, scratch)
     variants = qemu_variants(vm)
     for variant in {variants[0], variants[-1]}:
-        check_variant(vm, variant, _GENERATED, build_machine=variant == variants[0])
+        check_variant(vm, variant, scratch, build_machine=variant == variants[0])
 
 
 def _run_script(script: bytes, directory: Path) -> subprocess.CompletedProcess:
