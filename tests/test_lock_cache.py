@@ -258,7 +258,7 @@ def test_concurrent_processes_share_the_cache_safely(tmp_path):
         age(path)
         files.append(str(path))
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "cache"), str(n),
-                               "60", *files], stdout=subprocess.PIPE, text=True)
+                               "30", *files], stdout=subprocess.PIPE, text=True)
              for n in range(4)]
     reports = [p.communicate(timeout=120)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
