@@ -8,10 +8,14 @@ import tomllib
 
 import pytest
 import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sevmanifest.diagnostics import EXIT_FAILED, EXIT_USAGE, exit_code
 from sevmanifest.frontend import compile_text
 from sevmanifest.lock.lockfile import check_locked, lock_path, render_lock, write_lock
+from sevmanifest.lock.reference import reference_document
+from sevmanifest.lock.stale import compare_documents
 from sevmanifest.measure.digest import compute_many
 
 from lock_support import make_repo, read_lock, stray_temp_files, vm_text
@@ -226,3 +230,55 @@ def test_lock_that_is_a_directory(vms):
     diagnostics = check_locked(manifest, measurements)
     assert exit_code(diagnostics) == EXIT_USAGE
     assert "cannot read it" in diagnostics[0].message
+
+
+# -- hand-edited locks: any edit is reported, none crashes -------------------------------
+
+TOML_VALUES = st.recursive(
+    st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=8), st.booleans(),
+              st.floats(allow_nan=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6)
+
+
+def _nodes(doc, path=()):
+    yield path
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _nodes(v, path + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _nodes(v, path + (i,))
+
+
+@pytest.fixture(scope="module")
+def locked_pair(tmp_path_factory):
+    vms = make_repo(tmp_path_factory.mktemp("prop"))
+    manifest, measurements = compiled(vms, vm_text(vcpus="1, 2"))
+    return manifest, tomllib.loads(render_lock(manifest, measurements).decode()), measurements
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_edit_of_a_lock_is_reported_never_crashes(locked_pair, data):
+    manifest, original, measurements = locked_pair
+    current = reference_document(manifest, measurements)
+    doc = copy.deepcopy(original)
+    paths = [p for p in _nodes(doc) if p and p[0] == "vms"]
+    path = data.draw(st.sampled_from(paths))
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    if data.draw(st.booleans()) and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(TOML_VALUES)
+    diagnostics = compare_documents(doc, current, lock="web.sevm.lock", manifest=manifest)
+    edited = {k: v for k, v in doc.items() if k != "lock_version"} != \
+        {k: v for k, v in original.items() if k != "lock_version"}
+    if edited:
+        assert any(d.is_error for d in diagnostics), (path, doc)
+    else:
+        assert diagnostics == []
