@@ -27,7 +27,7 @@ def test_worker_count():
     assert batch._worker_count(7, 4) == 1  # too few files to pay for a pool
     assert batch._worker_count(100, 4) == 4
     assert batch._worker_count(16, 8) == 2
-    assert batch._worker_count(100, None) == min(os.cpu_count() or 1, 12)
+    assert batch._worker_count(100, None) == min(len(os.sched_getaffinity(0)), 12)
     assert batch._chunks(list("abcdefg"), 3) == [list("abc"), list("de"), list("fg")]
 
 

@@ -59,8 +59,16 @@ def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
         return outcomes
 
 
+def default_jobs() -> int:
+    """The CPUs this process may run on (respects taskset/cpusets, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _worker_count(files: int, jobs: int | None) -> int:
-    jobs = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
+    jobs = jobs if jobs and jobs > 0 else default_jobs()
     return max(1, min(jobs, files // MIN_FILES_PER_WORKER))
 
 
