@@ -33,9 +33,14 @@ def _family(names: list[str], fms: tuple[int, int, int], since: tuple[int, int])
 
 
 CPU_MODELS: dict[str, CpuModelInfo] = {
-    **_family(["EPYC", "EPYC-v1", "EPYC-v2", "EPYC-v3", "EPYC-v4", "EPYC-IBPB"], (23, 1, 2), (7, 2)),
-    **_family(["EPYC-Rome", "EPYC-Rome-v1", "EPYC-Rome-v2", "EPYC-Rome-v3"], (23, 49, 0), (7, 2)),
-    **_family(["EPYC-Milan", "EPYC-Milan-v1", "EPYC-Milan-v2"], (25, 1, 1), (7, 2)),
+    **_family(["EPYC", "EPYC-v1", "EPYC-v2", "EPYC-v3", "EPYC-IBPB"], (23, 1, 2), (7, 2)),
+    **_family(["EPYC-Rome", "EPYC-Rome-v1", "EPYC-Rome-v2"], (23, 49, 0), (7, 2)),
+    **_family(["EPYC-Milan", "EPYC-Milan-v1"], (25, 1, 1), (7, 2)),
+    # Debian's QEMU 7.2 lacks these versions (`qemu-system-x86_64 -cpu help`); they came
+    # with the cache-info update series of QEMU 8.1 that also added EPYC-Genoa.
+    **_family(["EPYC-v4"], (23, 1, 2), (8, 1)),
+    **_family(["EPYC-Rome-v3"], (23, 49, 0), (8, 1)),
+    **_family(["EPYC-Milan-v2"], (25, 1, 1), (8, 1)),
     **_family(["EPYC-Genoa", "EPYC-Genoa-v1"], (25, 17, 0), (8, 1)),
     **_family(["EPYC-Turin"], (26, 0, 0), (10, 1)),
 }

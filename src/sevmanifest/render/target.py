@@ -19,11 +19,6 @@ LEGACY_VM_TYPE_SINCE = (9, 1)
 RNG_SEED_RELEASE = (7, 2)  # facts §7.4: the random setup_data breaks the kernel hash
 _ALIASES = {"q35": "pc-q35", "pc": "pc-i440fx"}  # unversioned machine names QEMU resolves
 MiB = 1 << 20
-# cpus.CPU_MODELS dates these -vN models to 7.2, but Debian's QEMU 7.2.22 does not have them
-# (`qemu-system-x86_64 -cpu help`; tests/test_render_realtools.py checks the real binary).
-# They came in 8.1 with the series that added EPYC-Genoa.  Until the table says so, the
-# renderer uses the later of the two dates.
-SINCE_OVERRIDES = {"EPYC-v4": (8, 1), "EPYC-Rome-v3": (8, 1), "EPYC-Milan-v2": (8, 1)}
 WARN_RNG_SEED = "SEVM401"
 
 
@@ -113,8 +108,8 @@ def cpu_model(vm: VM, variant: Variant) -> str | None:
 
 
 def model_since(name: str) -> tuple[int, int]:
-    """The first QEMU release with CPU model ``name`` (see SINCE_OVERRIDES)."""
-    return max(cpus.CPU_MODELS[name].since, SINCE_OVERRIDES.get(name, (0, 0)))
+    """The first QEMU release with CPU model ``name``."""
+    return cpus.CPU_MODELS[name].since
 
 
 def _machine_version(machine: str) -> tuple[int, int] | None:
