@@ -98,3 +98,14 @@ def make_many(root: Path, count: int, *, vcpus: str = "1, 2, 4, 8") -> list[str]
         (vms / name).write_text(vm_text(f"guest-{i}", vcpus=vcpus, cmdline=f"console=ttyS0 id={i}"))
         names.append(name)
     return names
+
+
+def sev_snp_measure_init2(vcpus: int, cpu: str, cmdline: str) -> str:
+    """The base64 launch digest sev-snp-measure 0.0.13 (an independent implementation of the
+    KVM_SEV_INIT2 profile) computes for an SEV-ES guest over the synthetic images."""
+    import subprocess
+    return subprocess.run(
+        ["sev-snp-measure", "--mode", "seves", "--vcpus", str(vcpus), "--vcpu-type", cpu,
+         "--ovmf", str(IMAGES / FIRMWARE), "--kernel", str(IMAGES / KERNEL),
+         "--initrd", str(IMAGES / INITRD), "--append", cmdline, "--output-format", "base64"],
+        capture_output=True, text=True, check=True).stdout.strip()

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lock_support import (FIRMWARE, KERNEL, read_lock, sevm, stray_temp_files, variants,
-                          vm_text)
+from lock_support import (FIRMWARE, KERNEL, read_lock, sev_snp_measure_init2, sevm,
+                          stray_temp_files, variants, vm_text)
 from lock_support import make_repo as _make_repo
 
 
@@ -132,6 +132,10 @@ def test_lock_digests_equal_sevm_measure_json(vms):
         got = {tuple(v[k] for k in key): v["launch_digest"] for v in locked["variants"]}
         assert got == want and len(got) == (2 if name == "web" else 2)
         assert all(v["cpu_signature"] == "0x00a00f11" for v in locked["variants"])
+    # and, independently of sevm, the KVM_SEV_INIT2 variant as sev-snp-measure computes it
+    (init2,) = [v for v in variants(read_lock(vms / "db.sevm.lock"), "db")
+                if not v["legacy_vm_type"]]
+    assert init2["launch_digest_base64"] == sev_snp_measure_init2(4, "EPYC-Milan", "console=ttyS0")
 
 
 # -- interrupted writes ------------------------------------------------------------------

@@ -3,10 +3,9 @@ reproducible from any directory, and agree with an independent implementation.""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from lock_support import REPO, read_lock, sevm
+from lock_support import REPO, read_lock, sev_snp_measure_init2, sevm
 
 EXAMPLE = REPO / "manifests" / "repo-example"
 GUESTS = sorted((EXAMPLE / "guests").glob("*.sevm"))
@@ -55,14 +54,7 @@ def test_stale_example_is_caught(tmp_path):
 def test_init2_variant_matches_sev_snp_measure():
     """sev-snp-measure 0.0.13 models the KVM_SEV_INIT2 profile (legacy-vm-type off): its
     launch digest for the db vm must be the one committed in db.sevm.lock."""
-    images = REPO / "manifests" / "images"
-    expected = subprocess.run(
-        ["sev-snp-measure", "--mode", "seves", "--vcpus", "8", "--vcpu-type", "EPYC-Milan",
-         "--ovmf", str(images / "OVMF.synthetic-amdsev.fd"),
-         "--kernel", str(images / "vmlinuz.synthetic"),
-         "--initrd", str(images / "initrd.synthetic.img"),
-         "--append", "console=ttyS0 root=/dev/vda1 ro quiet", "--output-format", "base64"],
-        capture_output=True, text=True, check=True).stdout.strip()
+    expected = sev_snp_measure_init2(8, "EPYC-Milan", "console=ttyS0 root=/dev/vda1 ro quiet")
     lock = read_lock(EXAMPLE / "guests" / "db.sevm.lock")
     db = next(vm for vm in lock["vms"] if vm["name"] == "db")
     (init2,) = [v for v in db["variants"] if not v["legacy_vm_type"]]

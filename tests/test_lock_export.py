@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import tomllib
 
 import pytest
 
-from lock_support import REPO, make_repo, read_lock, sevm, stray_temp_files, vm_text
+from lock_support import (REPO, make_repo, read_lock, sev_snp_measure_init2, sevm,
+                          stray_temp_files, vm_text)
 
 DB = REPO / "manifests" / "repo-example" / "guests" / "db.sevm"
 
@@ -86,14 +86,7 @@ def test_simple_kbs_min_api_and_independent_digest():
     doc = json.loads(export(str(DB), "--vm", "db", "--format", "simple-kbs", cwd=REPO).stdout)
     assert (doc["min_fw_api_major"], doc["min_fw_api_minor"]) == (1, 49)
     assert doc["allowed_policies"] == [0x3101000F]
-    images = REPO / "manifests" / "images"
-    init2 = subprocess.run(
-        ["sev-snp-measure", "--mode", "seves", "--vcpus", "8", "--vcpu-type", "EPYC-Milan",
-         "--ovmf", str(images / "OVMF.synthetic-amdsev.fd"),
-         "--kernel", str(images / "vmlinuz.synthetic"),
-         "--initrd", str(images / "initrd.synthetic.img"),
-         "--append", "console=ttyS0 root=/dev/vda1 ro quiet", "--output-format", "base64"],
-        capture_output=True, text=True, check=True).stdout.strip()
+    init2 = sev_snp_measure_init2(8, "EPYC-Milan", "console=ttyS0 root=/dev/vda1 ro quiet")
     assert init2 in doc["allowed_digests"] and len(doc["allowed_digests"]) == 2
 
 
