@@ -1,0 +1,124 @@
+"""The benchmark's report: the machine, then one table per scenario, ratios and targets."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+from inputs import MIB, Sizes
+from scenarios import Scenario
+from timing import RSS_IS_EXACT
+
+
+def machine() -> dict[str, str]:
+    return {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "openssl": _first_line(["openssl", "version"]),
+        "sev-snp-measure": _dist_version("sev-snp-measure"),
+        "lark": _dist_version("lark"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        return "not installed"
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:g} MiB"
+
+
+def header(sizes: Sizes, runs: int, info: dict[str, str]) -> str:
+    lines = ["## Machine", ""]
+    lines += [f"- {key}: {value}" for key, value in info.items()]
+    lines += ["", f"Inputs: firmware {_mib(sizes.firmware)} (OVMF-shaped, synthetic), kernel "
+              f"{_mib(sizes.kernel)}, initrd {_mib(sizes.initrd)}; {sizes.matrix_variants} "
+              f"matrix variants; {sizes.fleet} manifests for `sevm lock`. "
+              f"Each figure is the median of {runs} run(s), after one untimed warm-up run; "
+              "contenders run interleaved; page cache warm. Peak RSS "
+              + ("by GNU time (%M)." if RSS_IS_EXACT else "by wait4: an upper bound (it "
+                 "includes the benchmark's own RSS at spawn; install GNU time)."), ""]
+    return "\n".join(lines)
+
+
+def scenario_markdown(s: Scenario) -> str:
+    base = s.targets[0].baseline if s.targets else s.contenders[0].label
+    reference = s.contender(base)
+    lines = [f"### {s.title}", "", _load_line(s), "",
+             "| command | wall (median) | wall min–max | CPU (user+sys) | peak RSS | wall ratio |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for c in s.contenders:
+        low, high = c.spread
+        lines.append(f"| {c.label} | {c.wall:.3f} s | {low:.3f}–{high:.3f} s | {c.cpu:.3f} s | "
+                     f"{c.rss_mib:.1f} MiB | {c.wall / reference.wall:.2f}× {_short(base)} |")
+    lines.append("")
+    for line in target_lines(s):
+        lines.append(f"- {line}")
+    for check in s.checks:
+        mark = "FAILED" if check in s.failures else "ok"
+        lines.append(f"- check ({mark}): {check}")
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(s: Scenario) -> list[str]:
+    out = []
+    for t in s.targets:
+        ratio = s.contender(t.subject).wall / s.contender(t.baseline).wall
+        verdict = "met" if ratio <= t.max_ratio else f"MISSED by {ratio / t.max_ratio - 1:.0%}"
+        out.append(f"{t.subject} / {t.baseline}: {ratio:.2f}× (target ≤ {t.max_ratio}×): "
+                   f"{verdict}")
+    if s.rss_limit:
+        label, limit = s.rss_limit
+        rss = s.contender(label).rss_mib
+        verdict = "met" if rss <= limit else f"MISSED by {rss / limit - 1:.0%}"
+        out.append(f"{label} peak RSS: {rss:.1f} MiB (target ≤ {limit:g} MiB): {verdict}")
+    return out
+
+
+def _short(label: str) -> str:
+    return label.split(" (")[0]
+
+
+def _load_line(s: Scenario) -> str:
+    if not s.load:
+        return ""
+    before, after = s.load[0], s.load[-1]
+    return (f"Load average (1/5/15 min) before: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; "
+            f"after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}.")
+
+
+def as_json(s: Scenario) -> dict:
+    return {
+        "title": s.title,
+        "load": s.load,
+        "contenders": [{"label": c.label, "argv": list(c.argv), "wall": c.wall, "cpu": c.cpu,
+                        "rss_mib": c.rss_mib,
+                        "samples": [vars(x) for x in c.samples]} for c in s.contenders],
+        "targets": target_lines(s),
+        "checks": s.checks,
+        "failures": s.failures,
+    }
