@@ -131,7 +131,7 @@ def test_qemu_7_2_kernel_hashes_pins_machine_7_1(tmp_path: Path):
     vm = make_vm(tmp_path, host=dict(qemu_version=(7, 2)))
     command = render.qemu_command(vm, render.select_variant(vm, "vcpus=1"))
     assert _value(command.argv, "-machine").startswith("pc-q35-7.1,")
-    assert [w.rule for w in command.warnings] == ["SEVM401"]
+    assert [w.rule for w in command.warnings] == ["SEVM107"]
     pc = make_vm(tmp_path, machine="pc", host=dict(qemu_version=(7, 2)))
     assert _value(_argv(pc, "vcpus=1"), "-machine").startswith("pc-i440fx-7.1,")
     old = make_vm(tmp_path, machine="pc-q35-6.2", host=dict(qemu_version=(7, 2)))

@@ -7,7 +7,7 @@ exist.  Contradictions are errors here rather than surprises at launch time.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import cpus
 from ..diagnostics import Diagnostic, DiagnosticError, error, warning
@@ -19,7 +19,7 @@ LEGACY_VM_TYPE_SINCE = (9, 1)
 RNG_SEED_RELEASE = (7, 2)  # facts §7.4: the random setup_data breaks the kernel hash
 _ALIASES = {"q35": "pc-q35", "pc": "pc-i440fx"}  # unversioned machine names QEMU resolves
 MiB = 1 << 20
-WARN_RNG_SEED = "SEVM401"
+WARN_RNG_SEED = "SEVM107"  # the lint rule qemu-7.2-rng-seed (frontend/lint.py)
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def machine_type(vm: VM) -> tuple[str, list[Diagnostic]]:
                        f"machine {machine!r}, so the kernel hash would not match; rendering machine "
                        f"{pinned!r} instead (Debian's 7.2 carries the fix, upstream 7.2.0 does not)",
                        where)
-        return pinned, [note]
+        return pinned, [replace(note, rule_name="qemu-7.2-rng-seed")]
     raise _fail(f"vm {vm.name}: machine {machine!r} on QEMU 7.2 adds a random seed to the kernel, "
                 "so the kernel hash cannot match; use a 7.1 machine type such as \"pc-q35-7.1\"",
                 where)
