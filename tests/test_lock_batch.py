@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +17,7 @@ from sevmanifest.lock.cache import RACY_SECONDS
 from sevmanifest.lock.workflow import _render_action, check_locked_files, lock_files
 from sevmanifest.measure import hashing
 
-from lock_support import FIRMWARE, KERNEL, make_many, sevm, vm_text
+from lock_support import FIRMWARE, KERNEL, make_many, sevm, stray_temp_files, vm_text
 
 
 @pytest.fixture
@@ -159,3 +163,40 @@ def test_cache_never_hides_an_edited_pinned_artefact(settled, tmp_path):
     finally:
         kernel.write_bytes(original)
         pinned.unlink()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_pool_ends_promptly_and_writes_nothing(tmp_path, sig):
+    """A signal to the parent alone stops the workers too; nothing is written."""
+    names = make_many(tmp_path, 800)  # several seconds of work per worker
+    proc = subprocess.Popen([sys.executable, "-m", "sevmanifest", "lock", "--jobs", "2",
+                             "--no-cache", *names], cwd=tmp_path / "vms",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while len(_children(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2
+    proc.send_signal(sig)
+    start = time.time()
+    proc.wait(timeout=30)
+    assert time.time() - start < 1.5  # not waiting for the workers to finish
+    assert proc.returncode == 128 + sig if sig != signal.SIGINT else proc.returncode == 130
+    assert "Traceback" not in proc.stderr.read()
+    time.sleep(0.2)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()
+                and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1][:3]]
+    assert list((tmp_path / "vms").glob("*.lock")) == []
+    assert stray_temp_files(tmp_path / "vms") == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -49,14 +50,36 @@ def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     from ..commands import common
     _preload()
     chunks = _chunks(list(paths), workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
+                             initializer=_worker_signals) as pool:
         futures = [pool.submit(_run_chunk, chunk, action, use_cache) for chunk in chunks]
         outcomes = []
-        for future in futures:
-            chunk_outcomes, sources = future.result()
-            outcomes += chunk_outcomes
-            common._SOURCES.texts.update(sources)  # so the CLI can print carets
+        try:
+            for future in futures:
+                chunk_outcomes, sources = future.result()
+                outcomes += chunk_outcomes
+                common._SOURCES.texts.update(sources)  # so the CLI can print carets
+        except BaseException:  # interrupted (signal, Ctrl-C) or a worker failed
+            _stop_workers(pool)
+            raise
         return outcomes
+
+
+def _worker_signals() -> None:
+    """Workers only compute (the parent writes every file): SIGTERM may end them on the spot,
+    and Ctrl-C is the parent's to handle (no traceback from every worker)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Do not wait for chunks nobody will use: an interrupted sevm ends promptly."""
+    # The executor has no public way to stop running workers (and forgets them on shutdown).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def default_jobs() -> int:
@@ -152,11 +175,9 @@ def _measure_all(ready: list[tuple[FileOutcome, Manifest]], cache):
         return
     for outcome, manifest in ready:
         try:
-            yield outcome, manifest, compute_many(list(manifest.vms), cache=cache)
+            measurements = compute_many(list(manifest.vms), cache=cache)
         except DiagnosticError as exc:
             outcome.diagnostics += exc.diagnostics
+            continue
+        yield outcome, manifest, measurements
 
-
-def exit_status(outcomes: Sequence[FileOutcome]) -> int:
-    from ..diagnostics import exit_code
-    return exit_code([d for o in outcomes for d in o.diagnostics])
