@@ -25,16 +25,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(f"{self.prog}: error: {message}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``command``, one that registers only that sub-command (its
+    module alone is imported: ``sevm check`` need not load the other eight)."""
     parser = _Parser(prog="sevm", description="Compile .sevm manifests of AMD SEV / SEV-ES guests "
                      "into launch digests, measurements, QEMU/libvirt configuration and lock files.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_LazyVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in (command,) if command in COMMANDS else COMMANDS:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.register(sub)
     return parser
+
+
+class _LazyVersion(argparse._VersionAction):
+    """``--version``, looked up only when asked for: importlib.metadata costs start-up time."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = f"%(prog)s {_version()}"
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _version() -> str:
@@ -45,8 +55,16 @@ def _version() -> str:
         return "unknown"
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command when it is the first argument (then no top-level option can follow:
+    everything after it belongs to the sub-command), else None: register them all."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
