@@ -8,11 +8,31 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+def _import_lark_without_regex() -> None:
+    """Lark imports the third-party ``regex`` module whenever it is installed, only to
+    support Unicode-category patterns (``\\p{...}``) and its ``regex=True`` option.  This
+    grammar uses neither, and importing ``regex`` costs more start-up time than the rest of
+    ``sevm check``, so it is hidden while Lark loads (an import of None fails, and Lark falls
+    back to ``re``); afterwards anyone may import it as usual."""
+    if "lark" in sys.modules or "regex" in sys.modules:
+        return
+    sys.modules["regex"] = None  # type: ignore[assignment]
+    try:
+        import lark  # noqa: F401
+    finally:
+        del sys.modules["regex"]
+
+
+_import_lark_without_regex()
+
+from lark import Lark, Token, Transformer, Tree  # noqa: E402
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF,  # noqa: E402
+                             UnexpectedInput, UnexpectedToken)
 
 from ..diagnostics import Diagnostic, error
 from ..model import Span
