@@ -82,8 +82,12 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     print(f"generating inputs in {workdir} ...", file=sys.stderr)
     inputs = make_inputs(workdir, sizes)
     cache_home = workdir / "xdg-cache"
-    env = {k: v for k, v in os.environ.items() if k not in ("SEVM_NO_CACHE", "SEVM_DEBUG")}
+    drop = ("SEVM_NO_CACHE", "SEVM_DEBUG", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["XDG_CACHE_HOME"] = str(cache_home)  # grammar and digest caches of this run only
+    # Bytecode caching on, as in any normal installation (the warm-up run writes it), kept
+    # in the work directory rather than in the source tree.
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     tools = Tools.find()
     wait_until_cacheable(inputs.artefacts.paths)
     builders = {
