@@ -57,7 +57,7 @@ def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnos
 def _firmware_diagnostics(manifest: Manifest) -> list[Diagnostic]:
     """Checks that need the firmware's bytes (footer table), without hashing anything."""
     try:
-        from ..measure.digest import firmware_diagnostics
+        from ..measure.firmware_checks import firmware_diagnostics
     except ImportError:
         return []
     return [d for vm in manifest.vms for d in firmware_diagnostics(vm)]

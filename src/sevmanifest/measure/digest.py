@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
-from ..model import VM, GuestType, Span, Variant, Vmm
+from ..model import VM, GuestType, Variant, Vmm
 from . import vmsa
+# firmware_diagnostics is also public here (its historical home)
+from .firmware_checks import firmware_diagnostics, firmware_problems, inspect_vm_firmware  # noqa: F401
 from .hashing import DigestCache, FileDigest, HashJob, check_pin, file_key, hash_artefacts
-from .hashtable import PADDED_TABLE_SIZE, cmdline_sha256, padded_table
-from .ovmf import FirmwareInfo, inspect_firmware
+from .hashtable import cmdline_sha256, padded_table
+from .ovmf import FirmwareInfo
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,11 @@ def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None) -> list
     for vm in vms:
         problems.extend(_input_problems(vm))
         try:
-            firmware.append(info := _inspect(vm))
+            firmware.append(info := inspect_vm_firmware(vm))
         except DiagnosticError as exc:
             problems.extend(exc.diagnostics)
             continue
-        problems.extend(_firmware_problems(vm, info))
+        problems.extend(firmware_problems(vm, info))
     _raise_errors(problems)
     digests = hash_artefacts(_jobs(vms), cache=cache)
     for vm in vms:
@@ -61,25 +63,6 @@ def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None) -> list
                                       for a in vm.artefacts)))
     _raise_errors(problems)
     return [_measure(vm, info, digests) for vm, info in zip(vms, firmware)]
-
-
-def firmware_diagnostics(vm: VM) -> list[Diagnostic]:
-    """Checks that need the firmware's bytes but no full hashing (for ``sevm check``):
-    unreadable or corrupt footer table, kernel hashes without a usable hash-table area,
-    SEV-ES without a usable reset address."""
-    try:
-        info = _inspect(vm)
-    except DiagnosticError as exc:
-        return exc.diagnostics
-    return _firmware_problems(vm, info)
-
-
-def _inspect(vm: VM) -> FirmwareInfo:
-    return inspect_firmware(vm.firmware.path, _firmware_span(vm))
-
-
-def _firmware_span(vm: VM) -> Span | None:
-    return vm.firmware.span or vm.origins.get("firmware") or vm.span
 
 
 def _needs_state(vm: VM) -> bool:
@@ -122,29 +105,6 @@ def _input_problems(vm: VM) -> list[Diagnostic]:
         if any(v is not Vmm.QEMU for v in vm.host.vmms) and any(vm.host.sev_features):
             out.append(error(f"vm {vm.name}: sev-features other than 0 are only modelled for "
                              "vmm qemu", vm.origins.get("host.sev-features", where)))
-    return out
-
-
-def _firmware_problems(vm: VM, info: FirmwareInfo) -> list[Diagnostic]:
-    span = _firmware_span(vm)
-    out = []
-    if vm.measured_boot:
-        area = info.hash_table
-        if area is None or area[0] == 0 or area[1] < PADDED_TABLE_SIZE:
-            found = ("no SEV hash-table entry" if area is None else
-                     f"an unusable hash-table area (base 0x{area[0]:x}, size 0x{area[1]:x})")
-            out.append(error(
-                f"firmware {info.path} has {found}, so QEMU cannot measure the kernel, initrd "
-                "and cmdline (kernel-hashes on): use an OVMF built from "
-                "OvmfPkg/AmdSev/AmdSevX64.dsc (often OVMF.amdsev.fd); generic OVMF builds "
-                "such as Debian's OVMF_CODE*.fd only support disk boot", span))
-    if vm.type is GuestType.SEV_ES:
-        if info.ap_reset_address is None:
-            out.append(error(f"firmware {info.path} has no SEV-ES reset block, so QEMU cannot "
-                             "start an SEV-ES guest with it", span))
-        elif info.ap_reset_address == 0:
-            out.append(error(f"firmware {info.path}: the SEV-ES reset address is zero "
-                             "(QEMU refuses to start the guest)", span))
     return out
 
 
