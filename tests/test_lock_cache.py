@@ -180,6 +180,19 @@ def test_entry_is_a_directory_or_unreadable(tmp_path, artefact):
     assert len(warnings) == 1 and "unreadable" in warnings[0]
 
 
+@pytest.mark.parametrize("plant", ["fifo", "huge"])
+def test_planted_entry_is_a_miss_not_a_hang(tmp_path, artefact, plant):
+    cache, warnings = make_cache(tmp_path)
+    entry = entry_file(cache, artefact)
+    entry.parent.mkdir(parents=True)
+    if plant == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.write_bytes(b" " * (cache_mod.MAX_ENTRY_SIZE + 1))
+    assert cache.lookup(artefact, os.stat(artefact)) is None
+    assert len(warnings) == 1 and "unreadable" in warnings[0]
+
+
 def test_unwritable_cache_never_breaks_a_run(tmp_path, artefact):
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache directory should be")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import tomllib
 
 import pytest
@@ -229,7 +230,22 @@ def test_lock_that_is_a_directory(vms):
     (vms / "web.sevm.lock").mkdir()
     diagnostics = check_locked(manifest, measurements)
     assert exit_code(diagnostics) == EXIT_USAGE
-    assert "cannot read it" in diagnostics[0].message
+    assert "it is not a regular file" in diagnostics[0].message
+
+
+def test_lock_without_read_permission(vms, monkeypatch):
+    manifest, measurements = compiled(vms, vm_text())
+    lock = write_lock(manifest, measurements)
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):  # (tests may run as root, which reads any file)
+        if str(path) == str(lock):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
+    diagnostics = check_locked(manifest, measurements)
+    assert exit_code(diagnostics) == EXIT_USAGE
+    assert "cannot read it: Permission denied" in diagnostics[0].message
 
 
 # -- hand-edited locks: any edit is reported, none crashes -------------------------------
@@ -282,3 +298,21 @@ def test_any_edit_of_a_lock_is_reported_never_crashes(locked_pair, data):
         assert any(d.is_error for d in diagnostics), (path, doc)
     else:
         assert diagnostics == []
+
+
+def test_lock_that_is_a_fifo_is_refused_not_waited_on(vms):
+    manifest, measurements = compiled(vms, vm_text())
+    os.mkfifo(vms / "web.sevm.lock")
+    diagnostics = check_locked(manifest, measurements)
+    assert exit_code(diagnostics) == EXIT_USAGE
+    assert "it is not a regular file" in diagnostics[0].message
+
+
+def test_absurdly_large_lock_is_refused(vms, monkeypatch):
+    from sevmanifest.lock import lockfile
+    manifest, measurements = compiled(vms, vm_text())
+    write_lock(manifest, measurements)
+    monkeypatch.setattr(lockfile, "MAX_LOCK_SIZE", 100)
+    diagnostics = check_locked(manifest, measurements)
+    assert exit_code(diagnostics) == EXIT_USAGE
+    assert "more than a lock can be (100)" in diagnostics[0].message

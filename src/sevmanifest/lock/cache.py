@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from typing import Callable
 CACHE_SUBDIR = "digests-v1"
 # Longer than the coarsest common timestamp granularity (FAT: 2 s) plus a margin.
 RACY_SECONDS = 3
+MAX_ENTRY_SIZE = 64 << 10  # an entry is ~300 bytes (more only for very long paths)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -55,6 +57,21 @@ def _checksum(record: dict) -> str:
 
 def _is_digest(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file of at most MAX_ENTRY_SIZE bytes; anything planted there instead (a
+    FIFO that would block, a device, a huge file) is an error, never a hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = os.read(fd, MAX_ENTRY_SIZE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_ENTRY_SIZE:
+        raise ValueError("too large")
+    return data
 
 
 def _stderr_warning(message: str) -> None:
@@ -127,7 +144,7 @@ class DiskDigestCache:
 
     def _read(self, entry: Path) -> dict | None:
         try:
-            text = entry.read_text(encoding="utf-8", errors="surrogateescape")
+            text = _read_small_file(entry).decode("utf-8", errors="surrogateescape")
         except FileNotFoundError:
             return None
         except (OSError, ValueError):

@@ -6,6 +6,8 @@ not bytes, so a newer tomli-w that lays TOML out differently does not fail CI.
 """
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Iterable
@@ -18,6 +20,8 @@ from .stale import compare_documents
 
 LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock"
+# 10 000 variants (the matrix guard) of ~420 bytes each is ~4 MiB per vm; room for many vms.
+MAX_LOCK_SIZE = 256 << 20
 
 
 def lock_path(manifest_file: str) -> Path:
@@ -49,10 +53,27 @@ class LockUnreadable(Exception):
     """The lock exists but cannot be used; the message says why."""
 
 
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; a FIFO, device or absurdly large file planted as the lock
+    is refused instead of blocking or filling memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LockUnreadable("it is not a regular file")
+        if st.st_size > MAX_LOCK_SIZE:
+            raise LockUnreadable(f"it is {st.st_size} bytes, more than a lock can be "
+                                 f"({MAX_LOCK_SIZE})")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(MAX_LOCK_SIZE + 1)
+    finally:
+        os.close(fd)
+
+
 def read_lock(path: Path) -> dict | None:
     """The parsed lock, or None when there is none.  Raises LockUnreadable."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -13,7 +13,8 @@ from ..diagnostics import Diagnostic, Severity, error, exit_code
 from ..fsutil import OutputError, atomic_write
 from ..model import Manifest
 from .batch import run_files
-from .lockfile import check_locked, lock_path, render_lock
+from .lockfile import (LockUnreadable, check_locked, lock_path, read_regular_file,
+                       render_lock)
 
 
 def _render_action(manifest: Manifest, measurements: list) -> tuple[list[Diagnostic], bytes]:
@@ -63,9 +64,10 @@ def lock_files(paths: Sequence[str], *, jobs: int | None = None,
 
 
 def _holds(path: Path, data: bytes) -> bool:
+    """The lock already has exactly these bytes (then it is left alone, mtime and all)."""
     try:
-        return path.read_bytes() == data
-    except OSError:
+        return read_regular_file(path) == data
+    except (OSError, LockUnreadable):
         return False
 
 
