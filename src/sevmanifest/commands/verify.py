@@ -189,14 +189,9 @@ def _tik_hint(data: bytes) -> str:
 
 def _read(path: str, what: str, limit: int) -> bytes:
     """Read a whole (small) input: a file, a pipe such as <(...), or '-' for stdin."""
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(limit + 1)
-    except OSError as exc:
-        raise _usage(f"cannot read {what} {_name(path)}: {exc.strerror or exc}") from None
+    from ..measure.fileio import read_small_input
+
+    data = read_small_input(path, what, limit)
     if len(data) > limit:
         raise _usage(f"{what} {_name(path)} is larger than {limit} bytes; that is not a {what}")
     return data
