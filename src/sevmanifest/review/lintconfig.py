@@ -15,7 +15,9 @@ are errors naming the configuration file and line (exit status 2).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ from ..model import Span
 
 CONFIG_FILE = ".sevm.toml"
 KEYS = ("disable", "error")
+# A lint configuration is a few lines; a pyproject.toml rarely exceeds a few KiB.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,22 +69,47 @@ def _load_from(directory: Path) -> LintConfig:
 
 def _read(path: Path, tool_table: str | None) -> dict | None:
     """The settings table in ``path``, or None when the file or table is absent."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = _read_text(path)
+    if text is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _config_error(path, f"cannot read lint configuration: {exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _config_error(path, f"not valid TOML: {exc}", _toml_error_line(str(exc))) from None
+    except RecursionError:
+        raise _config_error(path, "not valid TOML: arrays or tables nested too deeply") from None
     if tool_table is None:
         return data
     table = data.get("tool", {}).get(tool_table) if isinstance(data.get("tool"), dict) else None
     if table is not None and not isinstance(table, dict):
         raise _config_error(path, f"[tool.{tool_table}] must be a table", _line_of(path, "sevm"))
     return table
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text, None when there is none; a directory, FIFO or device (which could
+    block or never end) and a file over MAX_CONFIG_BYTES are errors."""
+    from ..measure.fileio import kind_of, read_regular
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise _config_error(path, f"cannot read lint configuration: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise _config_error(path, f"cannot read lint configuration: it is {kind_of(mode)}")
+    try:
+        data = read_regular(path, "lint configuration", MAX_CONFIG_BYTES)
+    except DiagnosticError as exc:  # it changed since the stat
+        raise _config_error(path, exc.diagnostics[0].message) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _config_error(path, f"larger than {MAX_CONFIG_BYTES >> 20} MiB; not a lint "
+                            "configuration")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _config_error(path, f"cannot read lint configuration: not UTF-8 ({exc.reason} "
+                            f"at byte {exc.start})") from None
 
 
 def _validate(path: Path, settings: dict) -> LintConfig:
@@ -117,8 +146,8 @@ def _config_error(path: Path, message: str, line: int | None = None) -> Diagnost
 def _line_of(path: Path, word: str) -> int | None:
     """The first line that mentions ``word``: TOML parsers give no positions for values."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = (_read_text(path) or "").splitlines()
+    except DiagnosticError:
         return None
     pattern = re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
     for number, line in enumerate(lines, start=1):
