@@ -21,6 +21,9 @@ def compile_manifest(path: str, *, firmware_checks: bool = False):
     result = compile_file(path)
     _SOURCES.texts.update(result.sources.texts)
     diagnostics = _apply_lint_config(path, result.diagnostics)
+    if result.ok and result.manifest is not None:
+        # every command that measures, renders or locks enumerates the matrix: bound it here
+        diagnostics += _matrix_diagnostics(result.manifest)
     if firmware_checks and result.ok and result.manifest is not None:
         diagnostics += _firmware_diagnostics(result.manifest)
     return result.manifest, diagnostics
@@ -52,6 +55,12 @@ def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnos
     from pathlib import Path
     directory = Path(os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd())
     return list(load_lint_config(directory).apply(list(diagnostics)))
+
+
+def _matrix_diagnostics(manifest: Manifest) -> list[Diagnostic]:
+    """An error for each vm whose matrix exceeds lock.guard.MAX_VARIANTS variants."""
+    from ..lock.guard import check_matrix_size
+    return [d for d in map(check_matrix_size, manifest.vms) if d is not None]
 
 
 def _firmware_diagnostics(manifest: Manifest) -> list[Diagnostic]:

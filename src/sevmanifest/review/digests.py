@@ -61,6 +61,10 @@ class _Unavailable(Exception):
 def _launch_digests(vm: VM | None) -> dict[str, str]:
     if vm is None:
         return {}
+    from ..lock.guard import check_matrix_size
+    too_big = check_matrix_size(vm)
+    if too_big is not None:  # measuring it would take minutes and gigabytes
+        raise _Unavailable(f"digests unavailable for vm {vm.name}: {too_big.message}")
     try:
         from ..measure.digest import compute
         measured = compute(vm)
