@@ -1,9 +1,18 @@
-"""Writing files so that a reader sees the old content or the new, never a partial file."""
+"""Writing files so that a reader sees the old content or the new, never a partial file.
+
+A symbolic link at the target is replaced by the new file, not written through: a link
+planted in a repository (``web.sevm.lock -> ~/.bashrc``) cannot redirect sevm's output.
+Devices, FIFOs and anything under /dev or /proc (``-o /dev/stdout``, ``/dev/null``) are
+streams with no file to replace: they are written directly.
+"""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+_STREAM_ROOTS = ("/dev/", "/proc/")
 
 
 class OutputError(OSError):
@@ -17,6 +26,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    if _is_stream(target):
+        _write_stream(target, payload)
+        return
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -37,6 +49,40 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _is_stream(target: Path) -> bool:
+    if os.path.abspath(target).startswith(_STREAM_ROOTS):
+        return True
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_stream(target: Path, payload: bytes) -> None:
+    # O_NONBLOCK: a FIFO nobody reads is an error (ENXIO), not a hang
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {_reason(exc)}") from None
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    import errno
+    if exc.errno == errno.ENXIO:
+        return "no process is reading it"
+    return exc.strerror or str(exc)
 
 
 def _unlink_quietly(path: str) -> None:
