@@ -83,5 +83,16 @@ def _hex(value: bytes | str) -> str:
 def digests_for(result: DiffResult, old_vms: dict[str, VM], new_vms: dict[str, VM],
                 old_note: Callable[[str], str] = lambda m: m) -> list[VmDigests]:
     """A table for every VM with a change that affects the reference values."""
+    from ..commands.common import MAX_MANIFEST_VARIANTS
     names = list(dict.fromkeys(c.vm for c in result.changes if c.measured))
-    return [digest_table(old_vms.get(name), new_vms.get(name), old_note) for name in names]
+    tables, total = [], 0
+    for name in names:
+        old, new = old_vms.get(name), new_vms.get(name)
+        total += sum(vm.variant_count() for vm in (old, new) if vm is not None)
+        if total > 2 * MAX_MANIFEST_VARIANTS:  # both sides of a manifest at its limit
+            tables.append(VmDigests(name, unavailable=f"digests unavailable for vm {name}: "
+                                    f"the changed vms expand to more than "
+                                    f"{2 * MAX_MANIFEST_VARIANTS:,} variants"))
+        else:
+            tables.append(digest_table(old, new, old_note))
+    return tables
