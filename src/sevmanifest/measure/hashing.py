@@ -13,13 +13,21 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Protocol
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Artefact
 from .fileio import CHUNK_SIZE, open_regular
 
+if TYPE_CHECKING:
+    from .prefetch import Prefetch
+
 MAX_THREADS = 8
+# QEMU's x86 loader places the kernel and the initrd below 4 GiB of guest memory, so neither
+# can be larger; the bound keeps a mistyped path (a sparse disk image) from being hashed for
+# minutes.  The firmware's bound (64 MiB) is checked again here: the file is opened anew.
+MAX_LOADED_SIZE = 4 << 30
+MAX_SIZE_BY_ROLE = {"kernel": MAX_LOADED_SIZE, "initrd": MAX_LOADED_SIZE}
 
 
 class DigestCache(Protocol):
@@ -40,6 +48,15 @@ def file_key(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+class FileKeys(dict):
+    """``file_key`` with a memory, for one run: a fleet of manifests names the same few
+    files hundreds of times, and ``realpath`` costs a system call per path component."""
+
+    def __missing__(self, path: Path) -> Path:
+        key = self[path] = file_key(path)
+        return key
+
+
 def stream_into(fd: int, state, *, chunk_size: int = CHUNK_SIZE) -> int:
     """Feed the rest of ``fd`` into ``state`` in fixed-size chunks; return the byte count."""
     buffer = bytearray(chunk_size)
@@ -54,30 +71,56 @@ def stream_into(fd: int, state, *, chunk_size: int = CHUNK_SIZE) -> int:
 
 
 def hash_file(path: Path, *, what: str = "file", artefact: Artefact | None = None,
-              keep_state: bool = False, cache: DigestCache | None = None) -> FileDigest:
-    """SHA-256 of one regular file.  A cache hit skips reading unless the state is needed."""
+              keep_state: bool = False, cache: DigestCache | None = None,
+              prefetch: "Prefetch | None" = None) -> FileDigest:
+    """SHA-256 of one regular file.  A cache hit skips reading unless the state is needed;
+    so does a digest of this very file from ``prefetch`` (see measure/prefetch.py)."""
     span = artefact.span if artefact else None
     fd, st = open_regular(path, what, span)
     try:
+        _check_size(path, what, st.st_size, span)
         if cache is not None and not keep_state:
             cached = cache.lookup(path, st)
             if cached is not None:
                 return FileDigest(path, cached, None, from_cache=True)
-        state = hashlib.sha256()
-        try:
-            count = stream_into(fd, state)
-        except OSError as exc:
-            raise DiagnosticError(error(f"cannot read {what} {path}: {exc.strerror or exc}", span,
-                                        fatal_input=True)) from None
-        if count != st.st_size:
-            raise DiagnosticError(error(f"{what} {path} changed size while it was hashed", span,
-                                        fatal_input=True))
+        if prefetch is not None and not keep_state:
+            prefetched = prefetch.take(path, st)
+            if prefetched is not None:
+                return _finish(FileDigest(path, prefetched, None), path, st, cache)
+        state = _read_all(fd, st, path, what, span)
     finally:
         os.close(fd)
-    digest = FileDigest(path, state.hexdigest(), state if keep_state else None)
+    return _finish(FileDigest(path, state.hexdigest(), state if keep_state else None),
+                   path, st, cache)
+
+
+def _finish(digest: FileDigest, path: Path, st: os.stat_result,
+            cache: DigestCache | None) -> FileDigest:
     if cache is not None:
         cache.store(path, st, digest.sha256_hex)
     return digest
+
+
+def _read_all(fd: int, st: os.stat_result, path: Path, what: str, span):
+    state = hashlib.sha256()
+    try:
+        count = stream_into(fd, state)
+    except OSError as exc:
+        raise DiagnosticError(error(f"cannot read {what} {path}: {exc.strerror or exc}", span,
+                                    fatal_input=True)) from None
+    if count != st.st_size:
+        raise DiagnosticError(error(f"{what} {path} changed size while it was hashed", span,
+                                    fatal_input=True))
+    return state
+
+
+def _check_size(path: Path, what: str, size: int, span) -> None:
+    from .ovmf import MAX_FIRMWARE_SIZE
+    limit = MAX_SIZE_BY_ROLE.get(what, MAX_FIRMWARE_SIZE if what == "firmware" else None)
+    if limit is not None and size > limit:
+        raise DiagnosticError(error(
+            f"{what} {path} is {size:,} bytes, more than QEMU can load "
+            f"(limit {limit:,} bytes); is the path right?", span, fatal_input=True))
 
 
 @dataclass(frozen=True)
@@ -87,14 +130,16 @@ class HashJob:
 
 
 def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
+                   prefetch: "Prefetch | None" = None, keys: FileKeys | None = None,
                    ) -> dict[Path, FileDigest]:
     """Hash every distinct file of ``jobs`` once, in parallel; results keyed by ``file_key``.
 
     Problems with several files are all reported together in one DiagnosticError.
     """
+    keys = FileKeys() if keys is None else keys
     merged: dict[Path, HashJob] = {}
     for job in jobs:
-        key = file_key(job.artefact.path)
+        key = keys[job.artefact.path]
         previous = merged.get(key)
         if previous is None or (job.keep_state and not previous.keep_state):
             merged[key] = job
@@ -103,7 +148,7 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
 
     def run(job: HashJob) -> FileDigest:
         return hash_file(job.artefact.path, what=job.artefact.role, artefact=job.artefact,
-                         keep_state=job.keep_state, cache=cache)
+                         keep_state=job.keep_state, cache=cache, prefetch=prefetch)
 
     results: dict[Path, FileDigest] = {}
     problems: list[Diagnostic] = []
