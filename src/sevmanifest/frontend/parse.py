@@ -98,8 +98,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
 def _glued_keyword(tree: Tree, text: str, file: str) -> Diagnostic | None:
     """Keywords are words: Lark's keyword terminals have no word boundary, so "typesev-es"
     and "vcpus4" would otherwise read as "type sev-es" and "vcpus 4"."""
-    keywords = {t.name for t in parser().terminals if t.pattern.type == "str"
-                and t.pattern.value[0].isalpha()}
+    keywords = _keyword_terminals()
     for token in tree.scan_values(lambda v: isinstance(v, Token) and v.type in keywords):
         end = token.end_pos
         if end < len(text) and (text[end].isalnum() or text[end] in "_-"):
@@ -111,6 +110,12 @@ def _glued_keyword(tree: Tree, text: str, file: str) -> Diagnostic | None:
 
 
 _GLUED = re.compile(r"[\w-]+")
+
+
+@lru_cache(maxsize=1)
+def _keyword_terminals() -> frozenset[str]:
+    return frozenset(t.name for t in parser().terminals if t.pattern.type == "str"
+                     and t.pattern.value[0].isalpha())
 
 
 def _span(file: str, first: Token, last: Token) -> Span:
