@@ -56,14 +56,25 @@ def _uint8(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..lock.cache import open_cache
+    from ..measure.prefetch import start_prefetch
+
+    inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
+    # hash the artefacts the manifest names while the rest of sevm loads (measure/prefetch.py)
+    prefetch = start_prefetch(args.file)
+    try:
+        return _run(args, prefetch, inputs, tik)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+
+
+def _run(args, prefetch, inputs, tik) -> int:
     from ..measure.digest import compute_many
     from ..measure.report import to_json, to_text
     from .common import load_manifest, select_vms
 
-    inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
     vms = select_vms(load_manifest(args.file), args.vm)
-    results = compute_many(vms, cache=open_cache(not args.no_cache))
+    results = compute_many(vms, cache=_cache(args), prefetch=prefetch)
     hmacs = _hmacs(results, inputs, tik) if inputs else None
     if args.dump_vmsa:
         _dump_vmsa(Path(args.dump_vmsa), results)
@@ -74,13 +85,20 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _measurement_inputs(args):
-    from ..measure.launch import decode_bytes_arg, read_tik
-    from ..measure.report import MeasurementInputs
+def _cache(args):
+    if args.no_cache:
+        return None  # and the cache module need not be imported
+    from ..lock.cache import open_cache
+    return open_cache()
 
+
+def _measurement_inputs(args):
     given = [name for name in MEASUREMENT_OPTIONS if getattr(args, name) is not None]
     if not given:
         return None, None
+    from ..measure.launch import decode_bytes_arg, read_tik
+    from ..measure.report import MeasurementInputs
+
     if len(given) != len(MEASUREMENT_OPTIONS):
         missing = [f"--{n.replace('_', '-')}" for n in MEASUREMENT_OPTIONS if n not in given]
         raise DiagnosticError(error(

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import VM, GuestType, Variant, Vmm
 from . import vmsa
 # firmware_diagnostics is also public here (its historical home)
 from .firmware_checks import firmware_diagnostics, firmware_problems, inspect_vm_firmware  # noqa: F401
-from .hashing import DigestCache, FileDigest, HashJob, check_pin, file_key, hash_artefacts
+from .hashing import DigestCache, FileDigest, FileKeys, HashJob, check_pin, hash_artefacts
 from .hashtable import cmdline_sha256, padded_table
 from .ovmf import FirmwareInfo
+
+if TYPE_CHECKING:
+    from .prefetch import Prefetch
 
 
 @dataclass(frozen=True)
@@ -44,22 +47,30 @@ def compute(vm: VM, *, cache: DigestCache | None = None) -> VmMeasurement:
     return compute_many([vm], cache=cache)[0]
 
 
-def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None) -> list[VmMeasurement]:
-    """Launch digests of all variants of ``vms``; each distinct artefact is hashed once."""
+def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None,
+                 prefetch: "Prefetch | None" = None) -> list[VmMeasurement]:
+    """Launch digests of all variants of ``vms``; each distinct artefact is hashed once
+    (or taken from ``prefetch``, hashing that started before the manifest was compiled)."""
     problems: list[Diagnostic] = []
     firmware: list[FirmwareInfo] = []
+    inspected: dict[Path, FirmwareInfo] = {}  # a fleet shares its firmware: read its table once
     for vm in vms:
         problems.extend(_input_problems(vm))
         try:
-            firmware.append(info := inspect_vm_firmware(vm))
+            info = inspected.get(vm.firmware.path)
+            if info is None:  # (errors are not remembered: each vm reports at its own span)
+                info = inspected[vm.firmware.path] = inspect_vm_firmware(vm)
+            firmware.append(info)
         except DiagnosticError as exc:
             problems.extend(exc.diagnostics)
             continue
         problems.extend(firmware_problems(vm, info))
     _raise_errors(problems)
-    digests = hash_artefacts(_jobs(vms), cache=cache)
+    keys = FileKeys()
+    found = hash_artefacts(_jobs(vms), cache=cache, prefetch=prefetch, keys=keys)
+    digests = {a.path: found[keys[a.path]] for vm in vms for a in vm.artefacts}
     for vm in vms:
-        problems.extend(filter(None, (check_pin(a, digests[file_key(a.path)].sha256_hex)
+        problems.extend(filter(None, (check_pin(a, digests[a.path].sha256_hex)
                                       for a in vm.artefacts)))
     _raise_errors(problems)
     return [_measure(vm, info, digests) for vm, info in zip(vms, firmware)]
@@ -109,7 +120,8 @@ def _input_problems(vm: VM) -> list[Diagnostic]:
 
 
 def _measure(vm: VM, info: FirmwareInfo, digests: dict[Path, FileDigest]) -> VmMeasurement:
-    by_role = {a.role: digests[file_key(a.path)] for a in vm.artefacts}
+    """``digests``: by the artefact's path as the model spells it."""
+    by_role = {a.role: digests[a.path] for a in vm.artefacts}
     prefix = _prefix(vm, by_role)
     variants = tuple(vm.variants())
     if vm.type is GuestType.SEV:
