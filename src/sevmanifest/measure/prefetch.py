@@ -102,13 +102,16 @@ class Prefetch:
 
 
 def _hash_all(paths: list[str], out: int) -> None:
-    """In the child: the largest file first; one record per file hashed unchanged."""
+    """In the child: the largest file first; one record per file hashed unchanged.  Files
+    larger than the real read accepts are skipped (it refuses them without reading)."""
+    from .hashing import MAX_LOADED_SIZE
     sizes = {}
     for path in paths:
         try:
             sizes[path] = os.stat(path).st_size
         except OSError:
             pass
+    sizes = {path: size for path, size in sizes.items() if size <= MAX_LOADED_SIZE}
     for path in sorted(sizes, key=sizes.get, reverse=True):
         try:
             result = _hash_one(path)
