@@ -1,9 +1,10 @@
 """Writing files so that a reader sees the old content or the new, never a partial file.
 
 A symbolic link at the target is replaced by the new file, not written through: a link
-planted in a repository (``web.sevm.lock -> ~/.bashrc``) cannot redirect sevm's output.
-Devices, FIFOs and anything under /dev or /proc (``-o /dev/stdout``, ``/dev/null``) are
-streams with no file to replace: they are written directly.
+planted in a repository (``web.sevm.lock -> ~/.bashrc`` or ``-> /dev/sda``) cannot redirect
+sevm's output.  Paths under /dev or /proc (``-o /dev/stdout``, ``/dev/null``) and a FIFO or
+character device at the path itself are streams with no file to replace: they are written
+directly.
 """
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ def _is_stream(target: Path) -> bool:
     if os.path.abspath(target).startswith(_STREAM_ROOTS):
         return True
     try:
-        mode = os.stat(target).st_mode
+        mode = os.lstat(target).st_mode  # a link to a device is replaced, not followed
     except OSError:
         return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def _write_stream(target: Path, payload: bytes) -> None:
