@@ -113,7 +113,7 @@ def resolve(loaded: Loaded) -> tuple[list[ResolvedVM], list[Diagnostic]]:
             if isinstance(decl, ast.Decl):
                 problems.extend(_duplicates_in(decl))
     # A template's broken chain is an error even when no vm uses it (a file of templates
-    # is checked on its own); it is reported once, at the template's own extends.
+    # is checked on its own); it is reported once, where the chain breaks.
     broken: set[str] = set()  # one error per cycle and per unknown parent
     reported: set[Span | None] = set()
     for decl in loaded.root.items:
@@ -158,10 +158,11 @@ def _chain(decl: ast.Decl, templates: dict[str, ast.Decl]):
     return tuple(reversed(chain)), []
 
 
-def _ancestry(decl: ast.Decl, templates: dict[str, ast.Decl]) -> list[str]:
-    names, current = [], decl
-    while current is not None and current.name not in names:
-        names.append(current.name)
+def _ancestry(decl: ast.Decl, templates: dict[str, ast.Decl]) -> set[str]:
+    names: set[str] = set()
+    current: ast.Decl | None = decl
+    while current is not None and current.name not in names and len(names) <= MAX_EXTENDS_DEPTH:
+        names.add(current.name)
         current = templates.get(current.extends) if current.extends is not None else None
     return names
 
