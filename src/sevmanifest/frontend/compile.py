@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..diagnostics import Diagnostic, SourceCache, error
+from ..diagnostics import Diagnostic, Severity, SourceCache, error
 from ..model import Manifest, Span
 from . import ast
 from .lint import lint
 from .lower import lower_vm
 from .resolve import Loaded, load, resolve
+
+# A hostile manifest can make one problem per line; nobody reads past the first few
+# hundred, and printing them all (with source excerpts) would be megabytes of output.
+MAX_DIAGNOSTICS = 200
 
 
 @dataclass
@@ -37,6 +41,7 @@ def _compile(loaded: Loaded, path: str, lint_rules: bool) -> Compilation:
     result = Compilation(None, list(loaded.diagnostics), SourceCache(dict(loaded.sources)),
                          dict(loaded.documents))
     if loaded.root is None or any(d.fatal_input for d in result.diagnostics):
+        result.diagnostics = _capped(result.diagnostics)
         return result
     resolved, problems = resolve(loaded)
     result.diagnostics.extend(problems)
@@ -52,8 +57,19 @@ def _compile(loaded: Loaded, path: str, lint_rules: bool) -> Compilation:
         result.diagnostics.append(error("empty manifest: it declares no vm, template or import",
                                         Span(path, 1, 1, 1, 1)))
     result.manifest = Manifest(path, tuple(vms))
-    result.diagnostics.sort(key=_order)
+    result.diagnostics = _capped(sorted(result.diagnostics, key=_order))
     return result
+
+
+def _capped(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """At most MAX_DIAGNOSTICS, errors first (fatal ones above all: they set the exit
+    status), then a note with the number left out."""
+    if len(diagnostics) <= MAX_DIAGNOSTICS:
+        return diagnostics
+    ranked = sorted(diagnostics, key=lambda d: (not d.fatal_input, not d.is_error))
+    kept = sorted(ranked[:MAX_DIAGNOSTICS], key=_order)
+    left = len(diagnostics) - MAX_DIAGNOSTICS
+    return kept + [Diagnostic(Severity.NOTE, f"{left} more diagnostics not shown")]
 
 
 def _order(d: Diagnostic):

@@ -205,7 +205,15 @@ class _Builder(Transformer):
             else:
                 values.append(value)
         key_span = _span(self.file, tokens[0], tokens[0])
-        return ast.Setting(key, tuple(values), tuple(opts), span, key_span)
+        return ast.Setting(key, self._bounded(key, values), tuple(opts), span, key_span)
+
+    def _bounded(self, key: str, values) -> tuple[ast.Value, ...]:
+        # every list value is one matrix dimension (or one QEMU argument); bounding the
+        # length bounds the work and the number of diagnostics a list can cause
+        if len(values) > MAX_LIST_VALUES:
+            self.diagnostics.append(error(f"{key} lists more than {MAX_LIST_VALUES} values",
+                                          values[MAX_LIST_VALUES].span, fatal_input=True))
+        return tuple(values[:MAX_LIST_VALUES])
 
     # ---- top level -----------------------------------------------------------------
     def start(self, children):
@@ -268,7 +276,8 @@ class _Builder(Transformer):
         values = tuple(c for c in children if isinstance(c, ast.Value))
         end = values[-1].span
         span = Span(self.file, keyword.line, keyword.column, end.end_line, end.end_column)
-        return ast.Setting("cpu", values, (), span, _span(self.file, keyword, keyword))
+        return ast.Setting("cpu", self._bounded("cpu", values), (), span,
+                           _span(self.file, keyword, keyword))
 
     def cpu_name(self, children):
         value = self._value(self._tokens(children)[0])
@@ -305,6 +314,7 @@ _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # The shortest number that leaves a unit: "0x1BM" is 0x1B MiB (B is a hex digit).
 _SIZE = re.compile(r"(.+?)(KiB|MiB|GiB|TiB|K|M|G|T)")
 MAX_NUMBER_DIGITS = 100
+MAX_LIST_VALUES = 512  # the most vCPUs (lower.MAX_VCPUS); no other list comes near it
 
 
 __all__ = ["parse_text", "parser", "UnexpectedCharacters", "UnexpectedEOF", "UnexpectedToken"]

@@ -14,6 +14,7 @@ from ..model import Span
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|.)", re.DOTALL)
 _SIMPLE = {"\\": b"\\", '"': b'"', "n": b"\n", "t": b"\t"}
 ALLOWED = r'\\ \" \n \t \xNN \u{...}'
+MAX_ESCAPE_ERRORS = 10  # per string: one string of 100 000 bad escapes is one mistake
 
 
 def decode_string(literal: str, span: Span) -> tuple[bytes, list[Diagnostic]]:
@@ -26,12 +27,12 @@ def decode_string(literal: str, span: Span) -> tuple[bytes, list[Diagnostic]]:
         out += body[pos:match.start()].encode("utf-8", "surrogatepass")
         pos = match.end()
         decoded = _escape(match.group(1))
-        if decoded is None:
+        if decoded is None and len(problems) < MAX_ESCAPE_ERRORS:
             column = span.column + 1 + match.start()
             where = Span(span.file, span.line, column, span.line, column + len(match.group(0)))
             problems.append(error(f"invalid escape {match.group(0)!r} in string; strings accept "
                                   f"only {ALLOWED}", where, fatal_input=True))
-        else:
+        elif decoded is not None:
             out += decoded
     out += body[pos:].encode("utf-8", "surrogatepass")
     return bytes(out), problems
