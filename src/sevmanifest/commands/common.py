@@ -13,6 +13,23 @@ _SOURCES = SourceCache()
 MAX_MANIFEST_VARIANTS = 50_000
 
 
+def bytes_safe_output() -> None:
+    """Let stdout and stderr carry undecodable path bytes as the bytes they are.
+
+    A manifest may name a file whose name is not UTF-8 (``"fw\\xff.fd"``); the front end
+    keeps such bytes as surrogate escapes, which a strict UTF-8 stream (a UTF-8 locale other
+    than C.UTF-8) refuses with UnicodeEncodeError.  ``surrogateescape`` writes the original
+    bytes back, as ``ls`` would.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            try:
+                reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):  # pragma: no cover - an unusual stream
+                pass
+
+
 def print_diagnostics(diagnostics: Iterable[Diagnostic], sources: SourceCache | None = None) -> None:
     for d in diagnostics:
         print(format_diagnostic(d, sources or _SOURCES), file=sys.stderr)

@@ -36,6 +36,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..review.pairs import SOURCES, build_report, pair_files, pairs_at_revision
     from .common import print_diagnostics
+    from .common import bytes_safe_output
+    bytes_safe_output()
     revision = None
     try:
         if args.git is not None:

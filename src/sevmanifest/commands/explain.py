@@ -23,6 +23,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..review.explain import explain_policy, explain_vm, parse_policy
+    from .common import bytes_safe_output
+    bytes_safe_output()
     value = parse_policy(args.target)
     if value is not None:
         if args.vm:

@@ -57,6 +57,8 @@ def _uint8(text: str) -> int:
 
 def run(args) -> int:
     from ..measure.prefetch import start_prefetch
+    from .common import bytes_safe_output
+    bytes_safe_output()
 
     inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
     # hash the artefacts the manifest names while the rest of sevm loads (measure/prefetch.py)

@@ -73,6 +73,8 @@ def run(args) -> int:
     from ..measure.verify import Tik, verify
     from ..measure.verify_report import to_json, to_text
     from .common import load_manifest, select_vms
+    from .common import bytes_safe_output
+    bytes_safe_output()
 
     _check_usage(args)
     tik = Tik(_read_tik(args.tik))
