@@ -26,7 +26,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None
     An interrupted run (signal, full disk) leaves either the previous file or the new one.
     """
     target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    # surrogateescape: undecodable bytes of a file name (kept as surrogates) go back out as
+    # those bytes, exactly as on standard output
+    payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     if _is_stream(target):
         _write_stream(target, payload)
         return
