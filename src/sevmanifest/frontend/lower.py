@@ -163,7 +163,9 @@ def _contradictions(low: Lowering, vm: VM) -> None:
         low.fail("kernel-hashes on without a kernel: nothing to measure", low.origins.get("kernel-hashes"))
     if vm.kernel_hashes and vm.host.qemu_version < (6, 2):
         low.fail("kernel-hashes needs QEMU 6.2 or later", low.origins.get("kernel-hashes"))
-    if vm.type is GuestType.SEV_ES and not vm.cpus and any(v.value == "qemu" for v in vm.host.vmms):
+    stated_cpu = "cpu" in low.origins  # (a stated but invalid cpu has its own error)
+    if (vm.type is GuestType.SEV_ES and not stated_cpu
+            and any(v.value == "qemu" for v in vm.host.vmms)):
         low.fail("type sev-es needs a cpu: with the QEMU vmm the CPU signature is measured "
                  "(add e.g. cpu \"EPYC-Milan\" or cpu signature 0x00a00f11)", name_span)
 
