@@ -166,6 +166,8 @@ def _is_hex_of(text: str, length: int) -> bool:
 
 
 def _read_tik(path: str) -> bytes:
+    from ..measure.launch import refuse_key_as_path
+    refuse_key_as_path(path)
     data = _read(path, "TIK file", TIK_READ_LIMIT)
     if len(data) != 16:
         # Say what the file looks like, never what it holds: it is (or may be) the secret.

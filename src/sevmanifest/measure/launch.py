@@ -87,8 +87,28 @@ def measurement_blob(measurement: bytes, mnonce: bytes) -> bytes:
     return measurement + mnonce
 
 
+def refuse_key_as_path(path: str | os.PathLike) -> None:
+    """``--tik`` names a file.  A value that is no file but reads as a 16-byte key (hex or
+    base64) is the key itself pasted by mistake: refuse it without echoing it, because an
+    error message would put the key into terminal scrollback and CI logs."""
+    text = os.fspath(path)
+    if text == "-" or os.path.lexists(text):
+        return
+    value = text.strip()
+    match = _HEX.fullmatch(value)
+    is_hex = match is not None and len(match.group(2)) == 2 * TIK_SIZE
+    try:
+        is_b64 = len(base64.b64decode(value, validate=True)) == TIK_SIZE
+    except (binascii.Error, ValueError):
+        is_b64 = False
+    if is_hex or is_b64:
+        raise _usage("--tik takes the name of the file that holds the TIK (16 raw bytes); the "
+                     "value given is no file and looks like a key itself, so it is not shown")
+
+
 def read_tik(path: str | os.PathLike) -> bytes:
     """The 16-byte binary TIK file ``sevctl session`` writes.  Errors never show content."""
+    refuse_key_as_path(path)
     path = Path(path)
     fd, st = open_regular(path, "TIK file")
     try:
