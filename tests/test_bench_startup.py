@@ -44,7 +44,7 @@ vm "small" {
 
 HEAVY = ("jinja2", "cryptography", "importlib.metadata", "tomli_w", "concurrent.futures",
          "sevmanifest.measure.digest", "sevmanifest.measure.vmsa", "sevmanifest.render",
-         "sevmanifest.lock.cache", "multiprocessing")
+         "sevmanifest.lock.cache", "multiprocessing", "uuid", "platform")
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import uuid
 
-TABLE_GUID = uuid.UUID("9438d606-4f22-4cc9-b479-a793d411fd21").bytes_le
-CMDLINE_GUID = uuid.UUID("97d02dd8-bd20-4c94-aa78-e7714d36ab2a").bytes_le
-INITRD_GUID = uuid.UUID("44baf731-3a2f-4bd7-9af1-41e29169781d").bytes_le
-KERNEL_GUID = uuid.UUID("4de79437-abd2-427f-b835-d5b172d2045b").bytes_le
+from .guids import guid_bytes_le
+
+TABLE_GUID = guid_bytes_le("9438d606-4f22-4cc9-b479-a793d411fd21")
+CMDLINE_GUID = guid_bytes_le("97d02dd8-bd20-4c94-aa78-e7714d36ab2a")
+INITRD_GUID = guid_bytes_le("44baf731-3a2f-4bd7-9af1-41e29169781d")
+KERNEL_GUID = guid_bytes_le("4de79437-abd2-427f-b835-d5b172d2045b")
 
 EMPTY_SHA256 = hashlib.sha256(b"").digest()  # the initrd entry when there is no initrd
 

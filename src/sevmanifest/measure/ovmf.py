@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..diagnostics import DiagnosticError, error
 from ..model import Span
 from .fileio import open_regular, read_exact_at
+from .guids import guid_bytes_le, guid_text
 
 # Firmware images are at most a few MiB (OVMF 4M builds are 3.5 MiB).  The bound keeps a
 # wrongly named disk image from being streamed into the digest by mistake.
@@ -29,17 +29,13 @@ MIN_FIRMWARE_SIZE = 50  # reset-vector area (32) + footer GUID (16) + total_len 
 RESET_AREA = 32  # bytes at the very end that hold reset-vector code, not table data
 
 
-def _guid(text: str) -> bytes:
-    return uuid.UUID(text).bytes_le
-
-
-FOOTER_GUID = _guid("96b582de-1fb2-45f7-baea-a366c55a082d")
-SEV_ES_RESET_BLOCK_GUID = _guid("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
-SEV_HASH_TABLE_RV_GUID = _guid("7255371f-3a3b-4b04-927b-1da6efa8d454")
-SEV_SECRET_BLOCK_GUID = _guid("4c2eb361-7d9b-4cc3-8081-127c90d3d294")
-SEV_METADATA_GUID = _guid("dc886566-984a-4798-a75e-5585a7bf67cc")
-TDX_METADATA_GUID = _guid("e47a6535-984a-4798-865e-4685a7bf8ec2")
-SVSM_INFO_GUID = _guid("a789a612-0597-4c4b-a49f-cbb1fe9d1ddd")
+FOOTER_GUID = guid_bytes_le("96b582de-1fb2-45f7-baea-a366c55a082d")
+SEV_ES_RESET_BLOCK_GUID = guid_bytes_le("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
+SEV_HASH_TABLE_RV_GUID = guid_bytes_le("7255371f-3a3b-4b04-927b-1da6efa8d454")
+SEV_SECRET_BLOCK_GUID = guid_bytes_le("4c2eb361-7d9b-4cc3-8081-127c90d3d294")
+SEV_METADATA_GUID = guid_bytes_le("dc886566-984a-4798-a75e-5585a7bf67cc")
+TDX_METADATA_GUID = guid_bytes_le("e47a6535-984a-4798-865e-4685a7bf8ec2")
+SVSM_INFO_GUID = guid_bytes_le("a789a612-0597-4c4b-a49f-cbb1fe9d1ddd")
 
 GUID_NAMES = {
     FOOTER_GUID: "footer",
@@ -80,12 +76,21 @@ MAX_TAIL = RESET_AREA + TRAILER_SIZE + 0xFFFF
 
 @dataclass(frozen=True)
 class TableEntry:
-    guid: uuid.UUID
+    guid_le: bytes  # the GUID as stored (mixed-endian), 16 bytes
     data: bytes
 
     @property
+    def guid(self) -> "uuid.UUID":
+        import uuid  # only on demand: importing uuid costs start-up time (it loads platform)
+        return uuid.UUID(bytes_le=self.guid_le)
+
+    @property
+    def guid_text(self) -> str:
+        return guid_text(self.guid_le)
+
+    @property
     def name(self) -> str:
-        return GUID_NAMES.get(self.guid.bytes_le, "unknown")
+        return GUID_NAMES.get(self.guid_le, "unknown")
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def _parse(path: Path, size: int, tail: bytes) -> FirmwareInfo:
     if bytes(footer.guid) == FOOTER_GUID:
         total_len = footer.length
         entries = _walk(tail, footer_end - TRAILER_SIZE, total_len)
-    by_guid = {e.guid.bytes_le: e for e in entries}
+    by_guid = {e.guid_le: e for e in entries}
     reset, legacy = _reset_address(tail, by_guid)
     return FirmwareInfo(
         path=path, size=size, total_len=total_len, entries=tuple(reversed(entries)),
@@ -173,17 +178,18 @@ def _walk(tail: bytes, table_end: int, total_len: int) -> list[TableEntry]:
         if remaining < TRAILER_SIZE:
             raise _Corrupt(f"{remaining} bytes at the start of the footer table form no entry")
         trailer = EntryTrailer.from_buffer_copy(tail, end - TRAILER_SIZE)
-        guid = uuid.UUID(bytes_le=bytes(trailer.guid))
+        guid_le = bytes(trailer.guid)
+        guid = guid_text(guid_le)
         if trailer.length < TRAILER_SIZE:
             raise _Corrupt(f"footer table entry {guid} has length {trailer.length} (minimum 18)")
         if trailer.length > remaining:
             raise _Corrupt(f"footer table entry {guid} (length {trailer.length}) runs past the "
                            f"start of the table ({remaining} bytes left)")
-        if any(e.guid == guid for e in entries):
+        if any(e.guid_le == guid_le for e in entries):
             # QEMU takes the entry nearest the footer, other tools the one nearest the start
             raise _Corrupt(f"footer table has two entries with GUID {guid}")
         start = end - trailer.length
-        entries.append(TableEntry(guid, tail[start:end - TRAILER_SIZE]))
+        entries.append(TableEntry(guid_le, tail[start:end - TRAILER_SIZE]))
         end = start
         remaining -= trailer.length
     return entries
@@ -203,7 +209,7 @@ def _reset_address(tail: bytes, by_guid: dict[bytes, TableEntry]) -> tuple[int |
     if data_len < ctypes.sizeof(ResetBlockData) or trailer.length > block_end:
         raise _Corrupt(f"the SEV-ES reset block before the reset vector has length "
                        f"{trailer.length}")
-    legacy = TableEntry(uuid.UUID(bytes_le=SEV_ES_RESET_BLOCK_GUID),
+    legacy = TableEntry(SEV_ES_RESET_BLOCK_GUID,
                         tail[block_end - trailer.length:block_end - TRAILER_SIZE])
     return _u32_field(legacy, ResetBlockData, "ap_reset_address"), True
 
@@ -222,6 +228,6 @@ def _u32_field(entry: TableEntry, struct, field: str) -> int:
 
 def _decode(entry: TableEntry, struct):
     if len(entry.data) < ctypes.sizeof(struct):
-        raise _Corrupt(f"footer table entry {entry.guid} ({entry.name}) has {len(entry.data)} "
+        raise _Corrupt(f"footer table entry {entry.guid_text} ({entry.name}) has {len(entry.data)} "
                        f"bytes of data, {ctypes.sizeof(struct)} expected")
     return struct.from_buffer_copy(entry.data)
