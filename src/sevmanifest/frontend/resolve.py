@@ -80,7 +80,8 @@ def _follow_import(item: ast.Import, importer: str, loaded: Loaded, stack: tuple
         loaded.diagnostics.append(error(f"imports nest deeper than {MAX_IMPORT_DEPTH} levels",
                                         item.span, fatal_input=True))
     elif len(loaded.documents) >= MAX_IMPORTED_FILES and target not in loaded.documents:
-        loaded.diagnostics.append(error(f"more than {MAX_IMPORTED_FILES} files imported",
+        loaded.diagnostics.append(error(f"more than {MAX_IMPORTED_FILES} files in one compilation "
+                                        "(the manifest and everything it imports)",
                                         item.span, fatal_input=True))
     else:
         _load(target, loaded, stack, item.span)
