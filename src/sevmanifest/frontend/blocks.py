@@ -95,7 +95,9 @@ def lower_policy(low: "Lowering", guest: GuestType) -> Policy:
         value = DEFAULT_POLICY | es_bit
     for name, bit in POLICY_FIELDS.items():
         if (s := _block_setting(low, "policy", name)) is not None:
-            value = (value | bit) if s.values[0].value == "deny" else (value & ~bit)
+            # ~int(bit), not ~bit: ~ of an IntFlag member keeps only the other *flags*,
+            # which dropped the API version bits of an inherited raw policy
+            value = (value | bit) if s.values[0].value == "deny" else (value & ~int(bit))
     if (s := _block_setting(low, "policy", "min-api")) is not None:
         major, minor = s.values[0].value
         if major > 255 or minor > 255:
