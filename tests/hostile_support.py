@@ -33,21 +33,23 @@ AMDSEV_FW = VECTORS / "sevctl/OVMF.amdsev.fd_trimmed_edk2-ovmf-20220126gitbb1bba
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # ---- fuzzing budget ----------------------------------------------------------------------
-# Same convention as the front-end fuzz: SEVM_FUZZ_EXAMPLES=N runs N examples in each fuzz
-# test (e.g. 100000 for a long run); unset, each test uses its modest CI default.
+# Same convention as the front-end fuzz (tests/test_frontend_fuzz.py): SEVM_FUZZ_EXAMPLES=N
+# is the total number of cases, shared out between the hostile fuzz tests by weight; unset,
+# each test runs its modest CI default.  Hypothesis prints the failing example and
+# @reproduce_failure (print_blob); --hypothesis-seed=N replays a whole run.
+FUZZ_TOTAL = int(os.environ.get("SEVM_FUZZ_EXAMPLES", "0") or 0)
+FUZZ_WEIGHTS = {"footer tables": 0.4, "measurement path": 0.1, "qmp replies": 0.25,
+                "blob spellings": 0.15, "tik files": 0.1}
+FUZZ_DEFAULTS = {"footer tables": 600, "measurement path": 100, "qmp replies": 250,
+                 "blob spellings": 250, "tik files": 150}
 
 
-def fuzz_examples(default: int) -> int:
-    value = os.environ.get("SEVM_FUZZ_EXAMPLES", "")
-    return int(value) if value.strip() else default
-
-
-def fuzz_settings(default: int, **extra) -> settings:
-    # print_blob: a failure prints @reproduce_failure(...) besides the seed Hypothesis shows
-    return settings(max_examples=fuzz_examples(default), deadline=None, print_blob=True,
+def fuzz_settings(name: str) -> settings:
+    examples = max(1, int(FUZZ_TOTAL * FUZZ_WEIGHTS[name])) if FUZZ_TOTAL else FUZZ_DEFAULTS[name]
+    return settings(max_examples=examples, deadline=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture,
-                                           HealthCheck.data_too_large], **extra)
+                                           HealthCheck.data_too_large])
 
 
 # ---- OVMF footer tables ------------------------------------------------------------------

@@ -95,7 +95,7 @@ def check_image(path, image: bytes) -> None:
         assert info.ap_reset_address == qemu_legacy_reset(image)
 
 
-@fuzz_settings(800)
+@fuzz_settings("footer tables")
 @given(images())
 # crashers and edge cases kept as regressions (see docs/robustness.md)
 @example(image_with_table(b"", total_len=0))
@@ -112,7 +112,7 @@ def test_mutated_footer_tables(tmp_path, image):
     check_image(tmp_path / "fw.fd", image)
 
 
-@fuzz_settings(150)
+@fuzz_settings("measurement path")
 @given(images(), st.sampled_from(["sev", "sev-es"]), st.booleans())
 def test_mutated_tables_through_the_measurement(tmp_path, image, guest, kernel):
     """The whole measurement path (firmware problems, hashing, VMSA) on the same images."""

@@ -98,7 +98,7 @@ def launch_measure_replies(draw, blob: str) -> bytes:
     return mutate(json.dumps({"data": data}), draw)
 
 
-@fuzz_settings(250)
+@fuzz_settings("qmp replies")
 @given(data=st.data())
 @example(data=None)  # the unmutated pair, through the same path
 def test_mutated_qmp_replies(setup, data):
@@ -134,7 +134,7 @@ def spellings(length_bytes: st.SearchStrategy) -> st.SearchStrategy[str]:
         st.text(max_size=100))
 
 
-@fuzz_settings(250)
+@fuzz_settings("blob spellings")
 @given(st.integers(0, 3), spellings(st.sampled_from([0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64])),
        spellings(st.sampled_from([0, 15, 16, 17, 32])))
 @example(0, "A" * 64, "")  # 64 hex digits that are also base64 of 48 bytes
@@ -160,7 +160,7 @@ def test_measurement_and_mnonce_spellings(setup, form, measurement, mnonce):
 
 # ---- TIK files of the wrong size or kind -----------------------------------------------------
 
-@fuzz_settings(150)
+@fuzz_settings("tik files")
 @given(st.one_of(st.binary(max_size=40), st.sampled_from([
     TIK.hex().encode(), TIK.hex().encode() + b"\n", base64.b64encode(TIK), base64.b64encode(TIK) + b"\n",
     bytes(16) + TIK, TIK + b"\n", bytes(4097)])))
