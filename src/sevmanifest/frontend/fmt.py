@@ -20,12 +20,15 @@ class _Printer:
         # comment may contain \f, \x85 or U+2028
         self.blank = {i + 1 for i, line in enumerate(source.split("\n")) if not line.strip(" \t\r")}
         self.out: list[str] = []
+        self.opened = False  # the last line opened a block: no blank line after it
 
-    def _emit(self, depth: int, text: str) -> None:
+    def _emit(self, depth: int, text: str, *, opens: bool = False) -> None:
         self.out.append(f"{INDENT * depth}{text}".rstrip())
+        self.opened = opens
 
     def _blank_line(self) -> None:
-        if self.out and self.out[-1] != "" and not self.out[-1].endswith("{"):
+        # (a trailing comment on the "{" line used to defeat an endswith("{") test)
+        if self.out and self.out[-1] != "" and not self.opened:
             self.out.append("")
 
     def leading(self, line: int, depth: int, force_blank: bool = False) -> None:
@@ -56,7 +59,7 @@ class _Printer:
 
     def block(self, b: ast.Block, depth: int) -> None:
         self.leading(b.span.line, depth)
-        self._emit(depth, f"{b.key} {{" + self.trailing(b.span.line))
+        self._emit(depth, f"{b.key} {{" + self.trailing(b.span.line), opens=True)
         for s in b.settings:
             self.setting(s, depth + 1)
         self.close(b.end_line, depth)
@@ -71,7 +74,7 @@ class _Printer:
         head = f"{d.kind} {d.name_text}"
         if d.extends is not None:
             head += f" extends {d.extends_text}"
-        self._emit(0, head + " {" + self.trailing(d.span.line))
+        self._emit(0, head + " {" + self.trailing(d.span.line), opens=True)
         for item in d.body:
             (self.block if isinstance(item, ast.Block) else self.setting)(item, 1)
         self.close(d.end_line, 0)
