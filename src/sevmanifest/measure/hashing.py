@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Protocol
@@ -150,19 +150,55 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
         return hash_file(job.artefact.path, what=job.artefact.role, artefact=job.artefact,
                          keep_state=job.keep_state, cache=cache, prefetch=prefetch)
 
-    results: dict[Path, FileDigest] = {}
-    problems: list[Diagnostic] = []
-    workers = min(len(merged), os.cpu_count() or 2, MAX_THREADS)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sevm-hash") as pool:
-        futures = {key: pool.submit(run, job) for key, job in merged.items()}
-        for key, future in futures.items():
-            try:
-                results[key] = future.result()
-            except DiagnosticError as exc:
-                problems.extend(exc.diagnostics)
+    outcomes = _in_threads(run, _largest_first(merged))
+    problems = [d for o in outcomes.values() if isinstance(o, DiagnosticError)
+                for d in o.diagnostics]
     if problems:
         raise DiagnosticError(problems)
-    return results
+    return {key: outcomes[key] for key in merged}
+
+
+def _largest_first(merged: dict[Path, HashJob]) -> list[tuple[Path, HashJob]]:
+    """The biggest file first, so it does not start last and finish alone."""
+    def size(item) -> int:
+        try:
+            return os.stat(item[0]).st_size
+        except OSError:
+            return 0  # hash_file reports it
+    return sorted(merged.items(), key=size, reverse=True)
+
+
+def _in_threads(run, items: list[tuple[Path, HashJob]]) -> dict:
+    """``run`` over ``items`` in up to MAX_THREADS threads (hashlib and reads release the
+    GIL); each key maps to its FileDigest or DiagnosticError.  Plain threads, not
+    concurrent.futures: that module costs more start-up time than it saves here."""
+    outcomes: dict = {}
+    unexpected: list[BaseException] = []
+    pending = iter(items)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                key, job = next(pending, (None, None))
+            if job is None:
+                return
+            try:
+                outcomes[key] = run(job)
+            except DiagnosticError as exc:
+                outcomes[key] = exc
+            except BaseException as exc:  # a bug: re-raised in the caller's thread
+                unexpected.append(exc)
+                return
+    count = min(len(items), os.cpu_count() or 2, MAX_THREADS)
+    threads = [threading.Thread(target=worker, name=f"sevm-hash-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if unexpected:
+        raise unexpected[0]
+    return outcomes
 
 
 def check_pin(artefact: Artefact, actual_hex: str) -> Diagnostic | None:
