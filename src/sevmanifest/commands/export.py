@@ -44,8 +44,9 @@ def run(args) -> int:
     from ..lock.export import export
     from ..lock.guard import check_matrix_size
     from ..measure.digest import compute_many
-    from .common import load_manifest, select_vms
+    from .common import bytes_safe_output, load_manifest, select_vms
 
+    bytes_safe_output()  # a non-UTF-8 file name in --format toml goes out as its bytes
     manifest = load_manifest(args.file)
     vms = select_vms(manifest, args.vm)
     too_big = [d for d in map(check_matrix_size, vms) if d is not None]

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Iterable
 
-from ..diagnostics import EXIT_FAILED, Diagnostic, Severity, error, exit_code
+from ..diagnostics import EXIT_FAILED, Diagnostic, DiagnosticError, Severity, error, exit_code
 from ..fsutil import atomic_write
 from ..model import Manifest
 from .reference import VmMeasurementLike, manifest_name, reference_document
@@ -39,7 +39,20 @@ def _header(manifest: Manifest) -> str:
 def render_lock(manifest: Manifest, measurements: Iterable[VmMeasurementLike]) -> bytes:
     import tomli_w  # only lock writing needs it
     doc = {"lock_version": LOCK_VERSION, **reference_document(manifest, measurements)}
-    return (_header(manifest) + tomli_w.dumps(doc)).encode("utf-8")
+    text = _header(manifest) + tomli_w.dumps(doc)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a file name with bytes that are not UTF-8
+        raise DiagnosticError(error(
+            f"{lock_path(manifest.file)}: cannot record {_line_at(text, exc.start)}: the name "
+            "is not valid UTF-8 and a lock file is UTF-8 TOML; rename the file",
+            fatal_input=True)) from None
+
+
+def _line_at(text: str, index: int) -> str:
+    start, end = text.rfind("\n", 0, index) + 1, text.find("\n", index)
+    line = text[start:end if end >= 0 else len(text)].strip()
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_lock(manifest: Manifest, measurements: Iterable[VmMeasurementLike]) -> Path:
