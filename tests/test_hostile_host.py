@@ -250,3 +250,33 @@ def test_stdin_terminal_is_refused_not_waited_on(setup):
         os.close(controller)
         os.close(terminal)
     assert proc.returncode == 2 and b"is a terminal" in proc.stderr, proc.stderr
+
+
+# ---- fixed hostile replies through the command (the parser's unit tests: test_verify_qmp) --
+
+HOSTILE_REPLIES = {
+    "huge integer": '{"data": "x", "n": ' + "9" * 100_000 + "}",
+    "huge exponent": '{"data": 1e999999}',
+    "deep arrays": "[" * 200_000 + "]" * 200_000,
+    "deep objects": '{"a":' * 100_000 + "1" + "}" * 100_000,
+    "NaN": '{"data": NaN}',
+    "UTF-16": json.dumps({"data": "x"}).encode("utf-16").decode("latin-1"),
+    "BOM": "\ufeff" + json.dumps({"data": "x"}),
+    "lone surrogate": '{"data": "\\ud800\\udc00\\ud800"}',
+    "NUL": '{"data": "\u0000"}',
+    "long string": json.dumps({"data": "A" * 900_000}),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_REPLIES)
+@pytest.mark.parametrize("option", ["--launch-measure", "--query-sev"])
+def test_hostile_replies(setup, name, option):
+    d, blob = setup
+    (d / "hostile.json").write_text(HOSTILE_REPLIES[name], encoding="latin-1"
+                                    if name == "UTF-16" else "utf-8", errors="surrogatepass")
+    (d / "qs.json").write_text(json.dumps(QUERY_SEV))
+    (d / "lm.json").write_text(json.dumps({"data": blob}))
+    files = {"--query-sev": str(d / "qs.json"), "--launch-measure": str(d / "lm.json")}
+    files[option] = str(d / "hostile.json")
+    run = verify(d, "--tik", str(d / "tik.bin"), *[a for o, p in files.items() for a in (o, p)])
+    assert run.rc == 2 and "hostile.json" in run.err, run.err
