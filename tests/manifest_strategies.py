@@ -64,6 +64,8 @@ class Import:
 class Content:
     root: str  # relative path of the root manifest
     files: dict  # relative path -> list of Import | Decl
+    # what the generator knows each vm must compile to: vm name -> {field: value}
+    expected: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -289,10 +291,32 @@ def _decoy(c: _Choices, stmt: Stmt) -> Stmt:
                 for a in stmt)
 
 
-def vm_chain(c: _Choices, vm_name: bytes, template_names: list[bytes]) -> list[Decl]:
+def expected_values(top: dict, blocks: dict, raw: Stmt | None, applied: list) -> dict:
+    """What the model of the vm must say, computed independently of the compiler."""
+    guest = top["type"][1].value if "type" in top else "sev"
+    policy = raw[1].value if raw is not None else 0x1 | (0x4 if guest == "sev-es" else 0)
+    bits = {"debug": 0x1, "key-sharing": 0x2, "send": 0x8, "send-outside-domain": 0x10,
+            "send-to-non-sev": 0x20}
+    for stmt in applied:  # the policy block fields that survive a raw policy
+        if stmt[0].kind == "word":
+            bit = bits[stmt[0].value]
+            policy = policy | bit if stmt[1].value == "deny" else policy & ~bit
+    applied_api = [s for s in applied if s[0].kind != "word"]
+    if applied_api:  # min-api is applied after the fields, whatever the statement order
+        major, minor = applied_api[0][1].value
+        policy = (policy & 0xFFFF) | major << 16 | minor << 24
+    vcpus = tuple(a.value for a in top["vcpus"][1:] if a.kind == "num") if "vcpus" in top else (1,)
+    memory = top["memory"][1].value if "memory" in top else 2 << 30
+    return {"type": guest, "policy": policy, "vcpus": vcpus, "memory": memory}
+
+
+def vm_chain(c: _Choices, vm_name: bytes, template_names: list[bytes],
+             expected: dict | None = None) -> list[Decl]:
     """The vm and its templates (outermost last), its settings spread over the levels:
-    each setting at one level, with decoy values at levels further out."""
+    each setting at one level, with decoy values at levels further out.  ``expected``
+    receives what the vm must compile to."""
     top, blocks, raw = vm_settings(c)
+    applied: list = []
     levels = len(template_names) + 1  # level 0 is the vm
     decls = [Decl("vm", vm_name, template_names[0] if template_names else None)]
     for i, name in enumerate(template_names):
@@ -318,6 +342,8 @@ def vm_chain(c: _Choices, vm_name: bytes, template_names: list[bytes]) -> list[D
                 continue  # a raw policy on the vm itself: no block field refines it
             final = c.pick(allowed)
             per_level.setdefault(final, []).append(stmt)
+            if key == "policy":
+                applied.append(stmt)
             for above in range(final + 1, levels):
                 if own(above) and c.chance(5):
                     per_level.setdefault(above, []).append(_decoy(c, stmt))
@@ -326,6 +352,8 @@ def vm_chain(c: _Choices, vm_name: bytes, template_names: list[bytes]) -> list[D
                 decls[lv].items.append(Block(key, c.shuffled(per_level.get(lv, []))))
     for decl in decls:
         decl.items = c.shuffled(decl.items)
+    if expected is not None:
+        expected[vm_name.decode("utf-8", "surrogateescape")] = expected_values(top, blocks, raw, applied)
     return decls
 
 
@@ -349,6 +377,7 @@ def make_content(c: _Choices, max_vms: int, max_depth: int, imports: bool) -> Co
     root = c.pick(("main.sevm", "images/web.sevm"))
     files: dict[str, list] = {root: []}
     used: set[bytes] = set()
+    expected: dict = {}
 
     def fresh_name() -> bytes:
         name = c.pick(NAMES) if c.bool() else c.text().encode()
@@ -360,7 +389,7 @@ def make_content(c: _Choices, max_vms: int, max_depth: int, imports: bool) -> Co
     n_vms = 0 if c.chance(10) else c.int(1, max_vms)
     for _ in range(n_vms):
         templates = [fresh_name() for _ in range(c.int(0, max_depth))]
-        decls = vm_chain(c, fresh_name(), templates)
+        decls = vm_chain(c, fresh_name(), templates, expected)
         files[root].append(decls[0])
         for template in decls[1:]:
             where = c.pick((root,) + LIB_FILES) if imports else root
@@ -375,7 +404,7 @@ def make_content(c: _Choices, max_vms: int, max_depth: int, imports: bool) -> Co
         imports_first = [i for i in shuffled if isinstance(i, Import)]
         decls = [d for d in shuffled if not isinstance(d, Import)]
         files[rel] = shuffled if c.chance(3) else imports_first + decls  # imports may come late
-    return Content(root, files)
+    return Content(root, files, expected)
 
 
 def _add_imports(c: _Choices, root: str, files: dict) -> None:
