@@ -1,0 +1,99 @@
+"""Resource bounds of the front end on hostile input: time and memory per input byte.
+
+Shapes that cost little per byte (long strings, blank lines, comments) must stay nearly
+constant in memory; token-dense shapes (long lists, thousands of blocks) are bounded by
+the parser's tokens (~400 bytes of memory per input byte) and by the size limit.
+"""
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from frontend_support import check_outcome, write
+from sevmanifest.frontend import compile_file
+from sevmanifest.frontend.source import MAX_MANIFEST_BYTES
+
+FW = 'vm "a" {\n    firmware "f"\n'
+
+
+def fill(size: int, unit: str, head: str = "", tail: str = "") -> str:
+    return head + unit * ((size - len(head) - len(tail)) // len(unit)) + tail
+
+
+CHEAP = {  # memory must not grow with these (possessive token patterns)
+    "long-string": lambda n: fill(n, "a", FW + '    cmdline "', '"\n}\n'),
+    "long-escaped-string": lambda n: fill(n, "\\t", FW + '    cmdline "', '"\n}\n'),
+    "bad-escapes": lambda n: fill(n, "\\q", FW + '    cmdline "', '"\n}\n'),
+    "blank-lines": lambda n: fill(n, "\n", FW, "}\n"),
+    "crlf-blank-lines": lambda n: fill(n, "\r\n", FW, "}\n"),
+    "comment-lines": lambda n: fill(n, "# comment\n", FW, "}\n"),
+    "one-long-comment": lambda n: fill(n, "#", FW + "    ", "\n}\n"),
+    "long-number": lambda n: fill(n, "9", FW + "    vcpus ", "\n}\n"),
+    "long-hex-number": lambda n: fill(n, "f", FW + "    vcpus 0x", "\n}\n"),
+    "unterminated-string": lambda n: fill(n, "a", FW + '    cmdline "', "\n}\n"),
+}
+DENSE = {  # the most tokens per byte
+    "vcpus-list": lambda n: fill(n, "1,", FW + "    vcpus ", "1\n}\n"),
+    "many-vms": lambda n: _vms(n),
+    "duplicate-settings": lambda n: fill(n, '    machine "q"\n', FW, "}\n"),
+    "template-chain": lambda n: "".join(f'template "t{i}" extends "t{i + 1}" {{\n}}\n'
+                                        for i in range(n // 40)),
+    "braces": lambda n: "{" * n,
+    "nested-blocks": lambda n: fill(n, "host {\n", FW),
+}
+
+
+def _vms(size: int) -> str:
+    out, total, i = [], 0, 0
+    while True:
+        block = f'vm "v{i}" {{\n firmware "f"\n}}\n'
+        if total + len(block) > size:
+            return "".join(out)
+        out.append(block)
+        total, i = total + len(block), i + 1
+
+
+def measure(path) -> tuple[float, int]:
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        result = compile_file(str(path))
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    check_outcome(result)
+    return elapsed, peak
+
+
+@pytest.mark.parametrize("shape", sorted(CHEAP))
+def test_cheap_shapes_use_little_memory(tmp_path, shape):
+    size = 64 << 10
+    path = write(tmp_path, "m.sevm", CHEAP[shape](size))
+    elapsed, peak = measure(path)
+    # before the possessive patterns a 64 KiB string took ~10 MiB, blank lines ~25 MiB
+    assert peak < (2 << 20) + 16 * size, f"{shape}: peak {peak / 2**20:.1f} MiB"
+    assert elapsed < 10
+
+
+@pytest.mark.parametrize("shape", sorted(DENSE))
+def test_dense_shapes_are_linear(tmp_path, shape):
+    size = 16 << 10
+    path = write(tmp_path, "m.sevm", DENSE[shape](size))
+    elapsed, peak = measure(path)
+    assert peak < (2 << 20) + 600 * size, f"{shape}: peak {peak / 2**20:.1f} MiB"
+    assert elapsed < 10
+
+
+def test_the_worst_shape_at_the_size_limit_is_bounded(tmp_path):
+    text = DENSE["many-vms"](MAX_MANIFEST_BYTES - 64)
+    assert len(text.encode()) <= MAX_MANIFEST_BYTES
+    path = write(tmp_path, "m.sevm", text)
+    started = time.perf_counter()
+    result = compile_file(str(path))
+    elapsed = time.perf_counter() - started
+    check_outcome(result)
+    assert elapsed < 30, f"{elapsed:.1f} s"  # ~2-4 s on a loaded 2-core machine
+    assert result.diagnostics[-1].message.endswith("more diagnostics not shown")
