@@ -454,3 +454,13 @@ def test_sevm107_not_for_machine_types_before_7_2(machine):
 def test_lint_can_be_turned_off():
     result = compile_text(vm("policy 0x0"), "/w/m.sevm", lint_rules=False)
     assert result.diagnostics == []
+
+
+@pytest.mark.xfail(strict=True, reason="diagnostics.SourceCache.line() uses str.splitlines(), which "
+                   "also breaks at \\f, \\x85, U+2028 and a bare \\r inside strings and comments, "
+                   "while positions count only \\n: the excerpt shows the wrong line (lead's file)")
+@pytest.mark.parametrize("odd", ["\x0c", "\u2028", "\x85", "\r"])
+def test_excerpt_shows_the_line_of_the_error_after_odd_line_separators(odd):
+    result = check(f'# a comment with {odd} inside\nvm "a" {{\n    memory four\n}}\n')
+    (d,) = result.diagnostics
+    assert "    3 |     memory four" in format_diagnostic(d, result.sources)

@@ -97,3 +97,21 @@ def test_the_worst_shape_at_the_size_limit_is_bounded(tmp_path):
     check_outcome(result)
     assert elapsed < 30, f"{elapsed:.1f} s"  # ~2-4 s on a loaded 2-core machine
     assert result.diagnostics[-1].message.endswith("more diagnostics not shown")
+
+
+def test_documented_limits_match_the_code(repo):
+    from sevmanifest.frontend.compile import MAX_DIAGNOSTICS
+    from sevmanifest.frontend.lower import MAX_VCPUS
+    from sevmanifest.frontend.parse import MAX_LIST_VALUES, MAX_NUMBER_DIGITS
+    from sevmanifest.frontend.resolve import MAX_EXTENDS_DEPTH, MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES
+    from sevmanifest.frontend.strings import MAX_ESCAPE_ERRORS
+    doc = (repo / "docs" / "language.md").read_text()
+    rows = {
+        "manifest file": f"{MAX_MANIFEST_BYTES >> 10} KiB", "import nesting": f"{MAX_IMPORT_DEPTH} levels",
+        "files per compilation": f"{MAX_IMPORTED_FILES} ", "extends chain": f"{MAX_EXTENDS_DEPTH} templates",
+        "number literal": f"{MAX_NUMBER_DIGITS} digits", "list": f"{MAX_LIST_VALUES} values",
+        "vcpus": f"1–{MAX_VCPUS}", "invalid escapes reported": f"{MAX_ESCAPE_ERRORS} per string",
+        "diagnostics printed": f"{MAX_DIAGNOSTICS} per manifest",
+    }
+    for what, value in rows.items():
+        assert f"| {what} | {value}" in doc, (what, value)
