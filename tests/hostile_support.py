@@ -70,7 +70,8 @@ KNOWN_GUIDS = (FOOTER, RESET_BLOCK, HASH_TABLE, SECRET,
 
 def table_entry(guid_le: bytes, data: bytes, length: int | None = None) -> bytes:
     """``data ‖ u16 length ‖ GUID`` (facts §5); ``length`` defaults to the true one."""
-    return data + struct.pack("<H", (len(data) + 18 if length is None else length) & 0xFFFF) + guid_le
+    length = len(data) + 18 if length is None else length
+    return data + struct.pack("<H", length & 0xFFFF) + guid_le
 
 
 def image_with_table(table: bytes, *, total_len: int | None = None, prefix: bytes = bytes(64),

@@ -140,7 +140,8 @@ def test_number_length(tmp_path):
 
 def vcpus_manifest(directory, values: list[int]):
     path = directory / f"vcpus{len(values)}-{values[-1]}.sevm"
-    path.write_text(VM.replace("  type sev\n", f"  type sev\n  vcpus {', '.join(map(str, values))}\n"))
+    listed = ", ".join(map(str, values))
+    path.write_text(VM.replace("  type sev\n", f"  type sev\n  vcpus {listed}\n"))
     return path
 
 

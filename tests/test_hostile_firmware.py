@@ -52,7 +52,8 @@ def images(draw) -> bytes:
     prefix = draw(st.one_of(st.just(bytes(64)), st.binary(max_size=64)))
     reset_area = draw(st.one_of(st.just(bytes(32)), st.binary(min_size=32, max_size=32)))
     if mutation == "legacy block":  # facts §5: the block ending 32 bytes before EOF
-        image = prefix + table_entry(RESET_BLOCK, draw(data), draw(st.none() | lengths)) + reset_area
+        block = table_entry(RESET_BLOCK, draw(data), draw(st.none() | lengths))
+        image = prefix + block + reset_area
     elif mutation == "no table":
         image = prefix + draw(st.binary(max_size=80)) + reset_area
     else:

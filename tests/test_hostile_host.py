@@ -135,7 +135,8 @@ def spellings(length_bytes: st.SearchStrategy) -> st.SearchStrategy[str]:
 
 
 @fuzz_settings("blob spellings")
-@given(st.integers(0, 3), spellings(st.sampled_from([0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64])),
+@given(st.integers(0, 3),
+       spellings(st.sampled_from([0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64])),
        spellings(st.sampled_from([0, 15, 16, 17, 32])))
 @example(0, "A" * 64, "")  # 64 hex digits that are also base64 of 48 bytes
 @example(0, "=" * 64, "")
@@ -162,7 +163,8 @@ def test_measurement_and_mnonce_spellings(setup, form, measurement, mnonce):
 
 @fuzz_settings("tik files")
 @given(st.one_of(st.binary(max_size=40), st.sampled_from([
-    TIK.hex().encode(), TIK.hex().encode() + b"\n", base64.b64encode(TIK), base64.b64encode(TIK) + b"\n",
+    TIK.hex().encode(), TIK.hex().encode() + b"\n", base64.b64encode(TIK),
+    base64.b64encode(TIK) + b"\n",
     bytes(16) + TIK, TIK + b"\n", bytes(4097)])))
 def test_tik_files(setup, content):
     d, blob = setup

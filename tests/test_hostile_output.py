@@ -42,7 +42,8 @@ def _writes(tree: ast.AST) -> list[str]:
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else None
+        owner = (func.value.id if isinstance(func, ast.Attribute)
+                 and isinstance(func.value, ast.Name) else None)
         if name in MODULE_WRITES.get(owner, ()) or name in METHOD_WRITES:
             found.append(f"{ast.unparse(func)}() line {node.lineno}")
         elif name in ("open", "fdopen"):

@@ -81,7 +81,8 @@ def command_lines(d: Path, blob: str) -> list[tuple[list[str], tuple[int, ...]]]
                 (["verify", m, "--measurement", wrong, *HOST, "--tik", str(d / "tik.bin"),
                   "--format", fmt], (1,))]
     for bad in ("tek-tik.bin", "tik-plus-one.bin", "tik.hex", "tik.b64", "tik-short.bin"):
-        out += [([*measure, "--tik", str(d / bad)], (2,)), ([*verify_, "--tik", str(d / bad)], (2,))]
+        out += [([*measure, "--tik", str(d / bad)], (2,)),
+                ([*verify_, "--tik", str(d / bad)], (2,))]
     for pasted in (TIK.hex(), TIK.hex().upper(), base64.b64encode(TIK).decode()):
         out += [([*measure, "--tik", pasted], (2,)), ([*verify_, "--tik", pasted], (2,))]
     out += [([*measure[:2], "--tik", str(d / "tik.bin")], (2,)),  # incomplete options
@@ -92,10 +93,13 @@ def command_lines(d: Path, blob: str) -> list[tuple[list[str], tuple[int, ...]]]
             (["export", m, "-o", str(d / "export.json")], (0,)),
             (["export", m, "--format", "toml", "-o", str(d / "export.toml")], (0,)),
             (["export", m, "--format", "simple-kbs", "--vm", "plain"], (0,)),
-            (["render", "qemu", m, "--vm", "es", "--variant", "vcpus=4,cpu=EPYC-Rome", "-o", str(d / "run.sh")], (0,)),
-            (["render", "libvirt", m, "--vm", "es", "--variant", "vcpus=1,cpu=EPYC-Milan", "-o", str(d / "domain.xml")], (0,)),
+            (["render", "qemu", m, "--vm", "es", "--variant", "vcpus=4,cpu=EPYC-Rome",
+              "-o", str(d / "run.sh")], (0,)),
+            (["render", "libvirt", m, "--vm", "es", "--variant", "vcpus=1,cpu=EPYC-Milan",
+              "-o", str(d / "domain.xml")], (0,)),
             (["explain", m], (0,)), (["explain", m, "--format", "json"], (0,)),
-            (["diff", m, m, "--digests"], (0,)), (["fmt", "--check", m], (0, 1)), (["check", m], (0,))]
+            (["diff", m, m, "--digests"], (0,)), (["fmt", "--check", m], (0, 1)),
+            (["check", m], (0,))]
     return out
 
 
