@@ -157,9 +157,10 @@ def profile_for(variant: Variant, reset_address: int) -> vmsa.VmsaProfile:
 
 
 def _sev_es_digests(prefix, variants: tuple[Variant, ...], reset: int) -> tuple[VariantDigest, ...]:
+    profiles = [profile_for(v, reset) for v in variants]
     wanted: dict[vmsa.VmsaProfile, set[int]] = {}
-    for v in variants:
-        wanted.setdefault(profile_for(v, reset), set()).add(v.vcpus)
+    for v, profile in zip(variants, profiles):
+        wanted.setdefault(profile, set()).add(v.vcpus)
     lds: dict[tuple[vmsa.VmsaProfile, int], bytes] = {}
     for profile, counts in wanted.items():
         bsp, ap = vmsa.pages(profile)
@@ -171,8 +172,7 @@ def _sev_es_digests(prefix, variants: tuple[Variant, ...], reset: int) -> tuple[
             if n in counts:
                 lds[profile, n] = state.digest()  # digest() leaves the state usable
     out = []
-    for v in variants:
-        profile = profile_for(v, reset)
+    for v, profile in zip(variants, profiles):
         signature = profile.cpu_signature if v.vmm is Vmm.QEMU else None
         out.append(VariantDigest(v, lds[profile, v.vcpus], signature, profile))
     return tuple(out)
