@@ -24,6 +24,20 @@ def _run(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def _isolation() -> list[str]:
+    """Build offline with this interpreter's setuptools when it can make wheels (setuptools
+    70.1+, or the wheel package); otherwise pip fetches setuptools into an isolated build."""
+    import importlib.util
+    try:
+        import setuptools
+        version = tuple(int(x) for x in setuptools.__version__.split(".")[:2])
+    except (ImportError, ValueError):
+        return []
+    if version >= (70, 1) or importlib.util.find_spec("wheel") is not None:
+        return ["--no-build-isolation"]
+    return []
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A virtual environment with sevmanifest installed from a wheel; returns its bin/."""
@@ -35,8 +49,8 @@ def installed(tmp_path_factory) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("src", "grammar", "templates"):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", base / "dist", source,
-                 cwd=base)
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", *_isolation(), "-w",
+                 base / "dist", source, cwd=base)
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (base / "dist").glob("sevmanifest-*.whl")
     venv = base / "venv"
