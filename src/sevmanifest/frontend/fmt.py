@@ -8,6 +8,8 @@ manifest means (the test suite checks that the compiled model is unchanged).
 """
 from __future__ import annotations
 
+from collections import deque
+
 from . import ast
 
 INDENT = "    "
@@ -15,7 +17,7 @@ INDENT = "    "
 
 class _Printer:
     def __init__(self, document: ast.Document, source: str):
-        self.comments = list(document.comments)
+        self.comments = deque(document.comments)  # sorted by position, consumed in order
         # split("\n"), not splitlines(): the parser counts only "\n" as a line break, and a
         # comment may contain \f, \x85 or U+2028
         self.blank = {i + 1 for i, line in enumerate(source.split("\n")) if not line.strip(" \t\r")}
@@ -33,11 +35,13 @@ class _Printer:
 
     def leading(self, line: int, depth: int, force_blank: bool = False) -> None:
         """Own-line comments before ``line``, with the blank lines the source had."""
-        first = min([c.line for c in self.comments if c.line < line] + [line])
+        # the comments are sorted, so the first remaining one is the earliest (a min() over
+        # all of them made formatting quadratic: 7 s for 17 000 comments)
+        first = self.comments[0].line if self.comments and self.comments[0].line < line else line
         if force_blank or first - 1 in self.blank:
             self._blank_line()
         while self.comments and self.comments[0].line < line:
-            comment = self.comments.pop(0)
+            comment = self.comments.popleft()
             if comment.line - 1 in self.blank and comment.line != first:
                 self._blank_line()
             self._emit(depth, comment.text)
@@ -46,7 +50,7 @@ class _Printer:
 
     def trailing(self, line: int) -> str:
         if self.comments and self.comments[0].line == line:
-            return "  " + self.comments.pop(0).text
+            return "  " + self.comments.popleft().text
         return ""
 
     def setting(self, s: ast.Setting, depth: int) -> None:
@@ -66,7 +70,7 @@ class _Printer:
 
     def close(self, end_line: int, depth: int) -> None:
         while self.comments and self.comments[0].line < end_line:
-            self._emit(depth + 1, self.comments.pop(0).text)
+            self._emit(depth + 1, self.comments.popleft().text)
         self._emit(depth, "}" + self.trailing(end_line))
 
     def decl(self, d: ast.Decl, first: bool) -> None:
