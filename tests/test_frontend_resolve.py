@@ -198,3 +198,10 @@ def test_same_template_used_by_several_vms(tmp_path):
     text = ('template "t" {\n    firmware "f"\n    vcpus 2\n}\n'
             'vm "a" extends "t" {\n}\nvm "b" extends "t" {\n    vcpus 3\n}\n')
     assert [v.vcpus for v in compiled(tmp_path, {"m.sevm": text}).vms] == [(2,), (3,)]
+
+
+def test_absolute_paths_are_used_as_written(tmp_path):
+    firmware = tmp_path / "elsewhere" / "OVMF.fd"
+    write(tmp_path, "lib/t.sevm", f'template "t" {{\n    firmware "{firmware}"\n}}\n')
+    (v,) = compiled(tmp_path, {"m.sevm": 'import "lib/t.sevm"\nvm "v" extends "t" {\n}\n'}).vms
+    assert v.firmware.path == firmware and v.firmware.written == str(firmware)
