@@ -56,27 +56,14 @@ def _uint8(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..measure.prefetch import start_prefetch
-    from .common import bytes_safe_output
+    from ..measure.digest import compute_many
+    from ..measure.report import to_json, to_text
+    from .common import bytes_safe_output, load_manifest, select_vms
     bytes_safe_output()
 
     inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
-    # hash the artefacts the manifest names while the rest of sevm loads (measure/prefetch.py)
-    prefetch = start_prefetch(args.file)
-    try:
-        return _run(args, prefetch, inputs, tik)
-    finally:
-        if prefetch is not None:
-            prefetch.close()
-
-
-def _run(args, prefetch, inputs, tik) -> int:
-    from ..measure.digest import compute_many
-    from ..measure.report import to_json, to_text
-    from .common import load_manifest, select_vms
-
     vms = select_vms(load_manifest(args.file), args.vm)
-    results = compute_many(vms, cache=_cache(args), prefetch=prefetch)
+    results = compute_many(vms, cache=_cache(args))
     hmacs = _hmacs(results, inputs, tik) if inputs else None
     if args.dump_vmsa:
         _dump_vmsa(Path(args.dump_vmsa), results)

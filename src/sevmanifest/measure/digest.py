@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import VM, GuestType, Variant, Vmm
@@ -22,9 +22,6 @@ from .firmware_checks import firmware_diagnostics, firmware_problems, inspect_vm
 from .hashing import DigestCache, FileDigest, FileKeys, HashJob, check_pin, hash_artefacts
 from .hashtable import cmdline_sha256, padded_table
 from .ovmf import FirmwareInfo
-
-if TYPE_CHECKING:
-    from .prefetch import Prefetch
 
 
 @dataclass(frozen=True)
@@ -47,10 +44,8 @@ def compute(vm: VM, *, cache: DigestCache | None = None) -> VmMeasurement:
     return compute_many([vm], cache=cache)[0]
 
 
-def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None,
-                 prefetch: "Prefetch | None" = None) -> list[VmMeasurement]:
-    """Launch digests of all variants of ``vms``; each distinct artefact is hashed once
-    (or taken from ``prefetch``, hashing that started before the manifest was compiled)."""
+def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None) -> list[VmMeasurement]:
+    """Launch digests of all variants of ``vms``; each distinct artefact is hashed once."""
     problems: list[Diagnostic] = []
     firmware: list[FirmwareInfo] = []
     inspected: dict[Path, FirmwareInfo] = {}  # a fleet shares its firmware: read its table once
@@ -67,7 +62,7 @@ def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None,
         problems.extend(firmware_problems(vm, info))
     _raise_errors(problems)
     keys = FileKeys()
-    found = hash_artefacts(_jobs(vms), cache=cache, prefetch=prefetch, keys=keys)
+    found = hash_artefacts(_jobs(vms), cache=cache, keys=keys)
     digests = {a.path: found[keys[a.path]] for vm in vms for a in vm.artefacts}
     for vm in vms:
         problems.extend(filter(None, (check_pin(a, digests[a.path].sha256_hex)

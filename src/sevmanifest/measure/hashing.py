@@ -13,14 +13,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Protocol
+from typing import Iterable, Protocol
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Artefact
 from .fileio import CHUNK_SIZE, open_regular
-
-if TYPE_CHECKING:
-    from .prefetch import Prefetch
 
 MAX_THREADS = 8
 # QEMU's x86 loader places the kernel and the initrd below 4 GiB of guest memory, so neither
@@ -71,10 +68,8 @@ def stream_into(fd: int, state, *, chunk_size: int = CHUNK_SIZE) -> int:
 
 
 def hash_file(path: Path, *, what: str = "file", artefact: Artefact | None = None,
-              keep_state: bool = False, cache: DigestCache | None = None,
-              prefetch: "Prefetch | None" = None) -> FileDigest:
-    """SHA-256 of one regular file.  A cache hit skips reading unless the state is needed;
-    so does a digest of this very file from ``prefetch`` (see measure/prefetch.py)."""
+              keep_state: bool = False, cache: DigestCache | None = None) -> FileDigest:
+    """SHA-256 of one regular file.  A cache hit skips reading unless the state is needed."""
     span = artefact.span if artefact else None
     fd, st = open_regular(path, what, span)
     try:
@@ -83,19 +78,10 @@ def hash_file(path: Path, *, what: str = "file", artefact: Artefact | None = Non
             cached = cache.lookup(path, st)
             if cached is not None:
                 return FileDigest(path, cached, None, from_cache=True)
-        if prefetch is not None and not keep_state:
-            prefetched = prefetch.take(path, st)
-            if prefetched is not None:
-                return _finish(FileDigest(path, prefetched, None), path, st, cache)
         state = _read_all(fd, st, path, what, span)
     finally:
         os.close(fd)
-    return _finish(FileDigest(path, state.hexdigest(), state if keep_state else None),
-                   path, st, cache)
-
-
-def _finish(digest: FileDigest, path: Path, st: os.stat_result,
-            cache: DigestCache | None) -> FileDigest:
+    digest = FileDigest(path, state.hexdigest(), state if keep_state else None)
     if cache is not None:
         cache.store(path, st, digest.sha256_hex)
     return digest
@@ -130,8 +116,7 @@ class HashJob:
 
 
 def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
-                   prefetch: "Prefetch | None" = None, keys: FileKeys | None = None,
-                   ) -> dict[Path, FileDigest]:
+                   keys: FileKeys | None = None) -> dict[Path, FileDigest]:
     """Hash every distinct file of ``jobs`` once, in parallel; results keyed by ``file_key``.
 
     Problems with several files are all reported together in one DiagnosticError.
@@ -148,7 +133,7 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
 
     def run(job: HashJob) -> FileDigest:
         return hash_file(job.artefact.path, what=job.artefact.role, artefact=job.artefact,
-                         keep_state=job.keep_state, cache=cache, prefetch=prefetch)
+                         keep_state=job.keep_state, cache=cache)
 
     outcomes = _in_threads(run, _largest_first(merged))
     problems = [d for o in outcomes.values() if isinstance(o, DiagnosticError)
