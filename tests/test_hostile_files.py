@@ -116,3 +116,4 @@ def test_special_templates(tmp_path, specials, name):
     path = manifest(tmp_path, firmware=AMDSEV_FW)
     run = run_cli(["render", "--template", str(specials[name]), path]).clean()
     assert run.rc == 2 and str(specials[name]) in run.err, run.err
+    assert ("no such file" if name == "dangling link" else "not a regular file") in run.err

@@ -6,6 +6,7 @@ carry (a NUL in a shell word, a control character in XML) is a failed render (ex
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jinja2
@@ -72,7 +73,8 @@ def render_user(path: str | Path, context: dict) -> str:
     """A user's template file, in the sandbox."""
     template = Path(path)
     if not template.is_file():
-        raise DiagnosticError(error(f"--template {path}: no such file", fatal_input=True))
+        what = "not a regular file" if os.path.exists(template) else "no such file"
+        raise DiagnosticError(error(f"--template {path}: {what}", fatal_input=True))
     env = user_environment(template)
     file = str(Path(env.loader.searchpath[0]) / template.name)
     return _render(env, template.name, file, context)
