@@ -456,9 +456,6 @@ def test_lint_can_be_turned_off():
     assert result.diagnostics == []
 
 
-@pytest.mark.xfail(strict=True, reason="diagnostics.SourceCache.line() uses str.splitlines(), which "
-                   "also breaks at \\f, \\x85, U+2028 and a bare \\r inside strings and comments, "
-                   "while positions count only \\n: the excerpt shows the wrong line (lead's file)")
 @pytest.mark.parametrize("odd", ["\x0c", "\u2028", "\x85", "\r"])
 def test_excerpt_shows_the_line_of_the_error_after_odd_line_separators(odd):
     result = check(f'# a comment with {odd} inside\nvm "a" {{\n    memory four\n}}\n')

@@ -6,7 +6,6 @@ models.  ``since`` is the first QEMU release known to ship the model ((7, 2) mea
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 
@@ -57,6 +56,7 @@ def lookup(name: str) -> CpuModelInfo | None:
 
 def suggest(name: str) -> str | None:
     """The closest known model name, for "did you mean" hints (case-insensitive)."""
+    import difflib  # only on the error path: keeps `sevm check` start-up lean
     by_lower = {n.lower(): n for n in CPU_MODELS}
     if name.lower() in by_lower:
         return by_lower[name.lower()]

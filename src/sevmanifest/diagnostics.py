@@ -75,8 +75,10 @@ class SourceCache:
         text = self.texts.get(file)
         if text is None:
             return None
-        lines = text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else None
+        # Positions count only "\n" (the grammar's newline); str.splitlines() would also
+        # break at \f, \x85, U+2028 and a bare \r and show the wrong line.
+        lines = text.split("\n")
+        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 
 def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:

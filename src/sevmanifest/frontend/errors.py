@@ -5,7 +5,6 @@ user thinks of it ("a size such as 4GiB") and quote what was found instead.
 """
 from __future__ import annotations
 
-import difflib
 import re
 
 from lark import Lark
@@ -65,7 +64,7 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
 
 def _suggest(found: str, parser: Lark) -> str:
     words = [t.pattern.value for t in parser.terminals if t.pattern.type == "str"]
-    close = difflib.get_close_matches(found.strip('"'), words, n=1, cutoff=0.6)
+    close = _close(found.strip('"'), words, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -74,7 +73,7 @@ def _message(expected: set[str], found: str, parser: Lark) -> str:
     words = [_DESCRIPTIONS[n] for n in sorted(expected) if n in _DESCRIPTIONS and n != "_NL"]
     if len(keywords) > 3:  # the start of a statement: name the settings, suggest the closest
         bare = found.strip('"')
-        close = difflib.get_close_matches(bare, keywords, n=1, cutoff=0.6)
+        close = _close(bare, keywords, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = ", ".join(k for k in keywords if k not in "{},")
         closing = " or '}'" if "}" in keywords else ""
@@ -86,7 +85,7 @@ def _message(expected: set[str], found: str, parser: Lark) -> str:
         wanted.append(_DESCRIPTIONS["_NL"])
     what = _join(wanted) if wanted else "something else"
     choices = keywords + [w for name in expected for w in _alternatives(name, parser)]
-    close = difflib.get_close_matches(found.strip('"'), choices, n=1, cutoff=0.6)
+    close = _close(found.strip('"'), choices, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close and found.startswith('"') else ""
     if found.startswith("the string ") and found[11:].strip('"') in choices:
         hint = f"; write {found[11:].strip(chr(34))} without quotes"
@@ -151,3 +150,8 @@ def _short(s: str, limit: int = 40) -> str:
 
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _close(word: str, choices, n: int, cutoff: float) -> list[str]:
+    import difflib  # only on the error path: keeps start-up lean
+    return difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)

@@ -18,7 +18,6 @@ import dataclasses
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +71,7 @@ def _read(path: Path, tool_table: str | None) -> dict | None:
     text = _read_text(path)
     if text is None:
         return None
+    import tomllib  # only when a configuration file exists: keeps `sevm check` start-up lean
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
