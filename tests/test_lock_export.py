@@ -91,7 +91,7 @@ def test_simple_kbs_min_api_and_independent_digest():
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--format", "simple-kbs", "--vm", "strict", "--build-id", "256"), "one byte (0..255)"),
+    (("--format", "simple-kbs", "--vm", "strict", "--build-id", "256"), "256 is not in 0..255"),
     (("--format", "simple-kbs", "--vm", "strict", "--build-id", "x"), "not an integer"),
     (("--format", "json", "--build-id", "3"), "only applies to --format simple-kbs"),
     (("--format", "yaml"), "invalid choice"),

@@ -30,6 +30,23 @@ def bytes_safe_output() -> None:
                 pass
 
 
+def integer(low: int, high: int | None = None):
+    """An argparse ``type`` for an integer (decimal or 0x hex) in ``low..high``."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}..{high}")
+        return value
+    return parse
+
+
 def print_diagnostics(diagnostics: Iterable[Diagnostic], sources: SourceCache | None = None) -> None:
     for d in diagnostics:
         print(format_diagnostic(d, sources or _SOURCES), file=sys.stderr)

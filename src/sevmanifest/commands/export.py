@@ -1,20 +1,10 @@
 """`sevm export FILE --format json|toml|simple-kbs`: reference values for attestation services."""
 from __future__ import annotations
 
-import argparse
+from .common import integer
 import sys
 
 FORMATS = ("json", "toml", "simple-kbs")
-
-
-def build_id(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 0xFF:
-        raise argparse.ArgumentTypeError(f"a firmware build id is one byte (0..255), got {value}")
-    return value
 
 
 def register(sub) -> None:
@@ -27,7 +17,7 @@ def register(sub) -> None:
     parser.add_argument("--format", choices=FORMATS, default="json",
                         help="json | toml (every vm and variant) | simple-kbs (policy JSON of "
                              "Confidential Containers' simple-kbs); default json")
-    parser.add_argument("--build-id", type=build_id, action="append", default=[], metavar="N",
+    parser.add_argument("--build-id", type=integer(0, 0xFF), action="append", default=[], metavar="N",
                         help="simple-kbs: allow this firmware build id (repeatable; "
                              "none given: any build)")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) "

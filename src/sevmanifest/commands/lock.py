@@ -5,22 +5,12 @@ import argparse
 import contextlib
 import signal
 
-from .common import print_diagnostics
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from .common import integer, print_diagnostics
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
     """--jobs and --no-cache, shared with `sevm check --locked`."""
-    parser.add_argument("-j", "--jobs", type=positive_int, metavar="N",
+    parser.add_argument("-j", "--jobs", type=integer(1), metavar="N",
                         help="worker processes for many files (default: number of CPUs)")
     parser.add_argument("--no-cache", action="store_true",
                         help="hash every artefact from its bytes; neither read nor write the "

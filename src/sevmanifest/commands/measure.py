@@ -10,7 +10,7 @@ With the five measurement options (all or none) it also prints the launch measur
 """
 from __future__ import annotations
 
-import argparse
+from .common import integer
 import json
 import re
 import sys
@@ -39,20 +39,10 @@ def register(sub) -> None:
     m = p.add_argument_group("launch measurement (all five together)")
     m.add_argument("--tik", metavar="F", help="the 16-byte binary TIK file (sevctl NAME_tik.bin)")
     m.add_argument("--mnonce", metavar="B64|HEX", help="the 16-byte nonce of the launch")
-    m.add_argument("--api-major", metavar="N", type=_uint8)
-    m.add_argument("--api-minor", metavar="N", type=_uint8)
-    m.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint8)
+    m.add_argument("--api-major", metavar="N", type=integer(0, 0xFF))
+    m.add_argument("--api-minor", metavar="N", type=integer(0, 0xFF))
+    m.add_argument("--build", "--build-id", dest="build", metavar="N", type=integer(0, 0xFF))
     p.set_defaults(func=run)
-
-
-def _uint8(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 0xFF:
-        raise argparse.ArgumentTypeError(f"{text} is not in 0..255")
-    return value
 
 
 def run(args) -> int:

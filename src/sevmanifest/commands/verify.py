@@ -10,7 +10,7 @@ the policy differs; 2: usage error or unreadable input.  The TIK is never printe
 """
 from __future__ import annotations
 
-import argparse
+from .common import integer
 import base64
 import json
 import sys
@@ -41,31 +41,19 @@ def register(sub) -> None:
     blob.add_argument("--launch-measure", metavar="F",
                       help="JSON reply of QMP query-sev-launch-measure")
     host = p.add_argument_group("host SEV firmware and policy (one of)")
-    host.add_argument("--api-major", metavar="N", type=_uint(8),
+    host.add_argument("--api-major", metavar="N", type=integer(0, 0xFF),
                       help="SEV firmware API major version (query-sev api-major)")
-    host.add_argument("--api-minor", metavar="N", type=_uint(8),
+    host.add_argument("--api-minor", metavar="N", type=integer(0, 0xFF),
                       help="SEV firmware API minor version (query-sev api-minor)")
-    host.add_argument("--build", "--build-id", dest="build", metavar="N", type=_uint(8),
+    host.add_argument("--build", "--build-id", dest="build", metavar="N", type=integer(0, 0xFF),
                       help="SEV firmware build (query-sev build-id)")
-    host.add_argument("--policy", metavar="N", type=_uint(32),
+    host.add_argument("--policy", metavar="N", type=integer(0, 0xFFFF_FFFF),
                       help="the policy the host reports (decimal or 0x hex); without it the "
                            "HMAC is computed over the manifest's policy, so only a launch with "
                            "exactly that policy can match")
     host.add_argument("--query-sev", metavar="F", help="JSON reply of QMP query-sev")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
-
-
-def _uint(bits: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not 0 <= value < (1 << bits):
-            raise argparse.ArgumentTypeError(f"{text} is not in 0..{(1 << bits) - 1}")
-        return value
-    return parse
 
 
 def run(args) -> int:
