@@ -7,8 +7,9 @@ CI runs a few hundred cases.  The dedicated fuzz run (docs/robustness.md):
 
     SEVM_FUZZ_EXAMPLES=100000 python -m pytest tests/test_frontend_fuzz.py -p no:cacheprovider
 
-SEVM_FUZZ_EXAMPLES is the total number of cases, shared out between the tests below by
-their weights.  Hypothesis prints the failing example and how to reproduce it
+SEVM_FUZZ_EXAMPLES is the total number of cases, shared out between the in-process tests
+below by their weights; a sample of SEVM_FUZZ_EXAMPLES / 200 mutated files also goes
+through the real command line.  Hypothesis prints the failing example and how to reproduce it
 (``@reproduce_failure``); ``--hypothesis-seed=N`` replays a whole run.
 """
 from __future__ import annotations
@@ -210,3 +211,47 @@ def test_spliced_manifests(workdir, seeds, cuts):
     path = workdir / "spliced.sevm"
     path.write_bytes(data)
     outcome_of_file(path)
+
+
+# ---- a sample through the real command line ------------------------------------------------
+CLI_FILES = max(4, FUZZ_TOTAL // 200)  # 500 files (1000 runs) in the 100 000-case run
+
+
+@settings(max_examples=1, deadline=None, print_blob=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mutated_manifests_through_the_cli(seed):
+    """`sevm check` and `sevm fmt --check` (subprocesses, in parallel) on mutated manifests:
+    exit 0, 1 or 2 and never a traceback.  Also covers what the in-process tests do not:
+    printing, lint configuration and the firmware checks of `sevm check` on odd paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from frontend_support import sevm
+    rnd = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="sevm-cli-fuzz-") as directory:
+        paths = []
+        for i in range(CLI_FILES):
+            data = random_file(rnd)
+            for _ in range(rnd.randint(0, 3)):
+                data = mutate(data, _random_mutation(rnd))
+            path = Path(directory) / f"case{i}.sevm"
+            path.write_bytes(data)
+            paths.append(path)
+        jobs = [(cmd, p) for p in paths for cmd in (["check"], ["fmt", "--check"])]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            runs = list(pool.map(lambda job: sevm(*job[0], str(job[1]), cwd=Path(directory)), jobs))
+    for (cmd, path), run in zip(jobs, runs):
+        output = run.stderr.decode("utf-8", "replace") + run.stdout.decode("utf-8", "replace")
+        assert run.returncode in (0, 1, 2), (cmd, path.name, output)
+        assert "Traceback" not in output and "internal error" not in output, (cmd, path.name, output)
+
+
+def _random_mutation(rnd: random.Random) -> tuple:
+    kind = rnd.choice(["flip", "set", "truncate", "delete", "insert", "duplicate", "swap-lines"])
+    where = rnd.randrange(1 << 20)
+    if kind == "flip":
+        return (kind, where, rnd.randrange(8))
+    if kind == "set":
+        return (kind, where, rnd.randrange(256))
+    if kind == "insert":
+        return (kind, where, rnd.choice(PAYLOADS))
+    return (kind, where, rnd.randrange(1, 200)) if kind != "truncate" else (kind, where)
