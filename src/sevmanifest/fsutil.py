@@ -11,13 +11,28 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 _STREAM_ROOTS = ("/dev/", "/proc/")
+# atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round
+SYNC_THREADS = 16
+FILES_PER_ROUND = 64
 
 
 class OutputError(OSError):
     """A file could not be written; the message names it and the reason."""
+
+
+@dataclass
+class _Temporary:
+    """A temporary file beside ``target``, written and then renamed over it."""
+    target: Path
+    path: str
+    fd: int | None  # open until it is installed or discarded
+    renamed: bool = False
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None = None) -> None:
@@ -26,32 +41,165 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None
     An interrupted run (signal, full disk) leaves either the previous file or the new one.
     """
     target = Path(path)
-    # surrogateescape: undecodable bytes of a file name (kept as surrogates) go back out as
-    # those bytes, exactly as on standard output
-    payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    payload = _payload(data)
     if _is_stream(target):
         _write_stream(target, payload)
         return
+    temporary = _create(target, payload)
+    try:
+        _sync(temporary)
+        _install(temporary, mode)
+    except BaseException:
+        _discard(temporary)
+        raise
+
+
+def atomic_write_many(files: Iterable[tuple[str | os.PathLike, bytes | str]],
+                      ) -> list[OutputError | None]:
+    """``atomic_write`` for many files: per file the same guarantee, the fsyncs overlapped.
+
+    Returns, in order, None for each file written and the OutputError of each that was not.
+    Why: one fsync waits for a journal commit (1.6-3.8 ms on the build machine), so 200
+    locks in a row spent ~0.8 s there; fsyncs issued together share commits.  Only the
+    fsyncs run in threads; temporary files are created, renamed and, when the caller is
+    interrupted (signal, Ctrl-C), removed by the calling thread, so an interruption leaves
+    every file old or new and no temporary file behind.
+    """
+    items = [(Path(p), _payload(d)) for p, d in files]
+    results: list[OutputError | None] = []
+    for start in range(0, len(items), FILES_PER_ROUND):
+        results += _write_round(items[start:start + FILES_PER_ROUND])
+    return results
+
+
+def _write_round(items: list[tuple[Path, bytes]]) -> list[OutputError | None]:
+    results: list = [None] * len(items)
+    created: list[tuple[int, _Temporary]] = []
+    try:
+        for index, (target, payload) in enumerate(items):
+            try:
+                if _is_stream(target):
+                    _write_stream(target, payload)
+                else:
+                    created.append((index, _create(target, payload)))
+            except OutputError as exc:
+                results[index] = exc
+        failures = _sync_concurrently([t for _, t in created])
+        for (index, temporary), failure in zip(created, failures):
+            try:
+                if failure is not None:
+                    raise OutputError(f"cannot write {temporary.target}: "
+                                      f"{failure.strerror or failure}")
+                _install(temporary, None)
+            except OutputError as exc:
+                _discard(temporary)
+                results[index] = exc
+    except BaseException:
+        for _, temporary in created:
+            _discard(temporary)
+        raise
+    return results
+
+
+def _payload(data: bytes | str) -> bytes:
+    # surrogateescape: undecodable bytes of a file name (kept as surrogates) go back out as
+    # those bytes, exactly as on standard output
+    return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+
+
+def _create(target: Path, payload: bytes) -> _Temporary:
+    """The temporary file beside ``target`` with ``payload`` written (not yet synced)."""
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    temporary = _Temporary(target, tmp, fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException as exc:
+        _discard(temporary)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise
+    return temporary
+
+
+def _sync(temporary: _Temporary) -> None:
+    try:
+        os.fsync(temporary.fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {temporary.target}: {exc.strerror or exc}") from None
+
+
+def _sync_concurrently(temporaries: list[_Temporary]) -> list[OSError | None]:
+    """fsync every file, up to SYNC_THREADS at once (fsync releases the GIL).
+
+    Daemon threads: if the caller is interrupted while they wait on the disk, the process
+    may still exit at once; the caller removes the temporary files.
+    """
+    if len(temporaries) <= 1:
+        return [_sync_one(t) for t in temporaries]
+    failures: list[OSError | None] = [None] * len(temporaries)
+    pending = iter(range(len(temporaries)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            failures[index] = _sync_one(temporaries[index])
+    threads = [threading.Thread(target=worker, name=f"sevm-sync-{i}", daemon=True)
+               for i in range(min(SYNC_THREADS, len(temporaries)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def _sync_one(temporary: _Temporary) -> OSError | None:
+    fd = temporary.fd
+    if fd is None:  # discarded meanwhile (the caller was interrupted)
+        return None
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _install(temporary: _Temporary, mode: int | None) -> None:
+    """Close, set the mode (the old file's, else ``mode``, else 0644), rename over the target."""
+    target = temporary.target
+    try:
+        fd, temporary.fd = temporary.fd, None
+        if fd is not None:
+            os.close(fd)
         if mode is None and target.exists():
             mode = target.stat().st_mode & 0o7777
-        os.chmod(tmp, mode if mode is not None else 0o644)
-        os.replace(tmp, target)
+        os.chmod(temporary.path, mode if mode is not None else 0o644)
+        os.replace(temporary.path, target)
+        temporary.renamed = True
     except OSError as exc:
-        _unlink_quietly(tmp)
+        _discard(temporary)
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+
+
+def _discard(temporary: _Temporary) -> None:
+    """Close and remove the temporary file (a no-op once it has been renamed)."""
+    fd, temporary.fd = temporary.fd, None
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if not temporary.renamed:
+        _unlink_quietly(temporary.path)
 
 
 def _is_stream(target: Path) -> bool:

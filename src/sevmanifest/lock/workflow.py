@@ -5,14 +5,15 @@ count and the cache switch, and return diagnostics plus the exit status.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..diagnostics import Diagnostic, Severity, error, exit_code
-from ..fsutil import OutputError, atomic_write
+from ..fsutil import atomic_write_many
 from ..model import Manifest
-from .batch import run_files
+from .batch import FileOutcome, run_files
 from .lockfile import (LockUnreadable, check_locked, lock_path, read_regular_file,
                        render_lock)
 
@@ -46,21 +47,34 @@ def lock_files(paths: Sequence[str], *, jobs: int | None = None,
     if refused:
         return LockRun(refused, [], [], exit_code(refused))
     outcomes = run_files(paths, _render_action, jobs=jobs, use_cache=use_cache)
-    written, unchanged = [], []
-    for outcome in outcomes:
-        if outcome.output is not None:
-            target = lock_path(outcome.path)
-            if _holds(target, outcome.output):
-                unchanged.append(target)
-                continue
-            try:
-                atomic_write(target, outcome.output)
-            except OutputError as exc:
-                outcome.diagnostics.append(error(str(exc), fatal_input=True))
-                continue
-            written.append(target)
+    written, unchanged = _write_locks(outcomes)
     diagnostics = [d for o in outcomes for d in o.diagnostics]
     return LockRun(diagnostics, written, unchanged, exit_code(diagnostics))
+
+
+def _write_locks(outcomes: list[FileOutcome]) -> tuple[list[Path], list[Path]]:
+    """Write each outcome's lock unless it already holds those bytes; a lock that cannot be
+    written becomes an error of its outcome.  Returns (written, unchanged)."""
+    todo, unchanged, scheduled = [], [], set()
+    for outcome in outcomes:
+        if outcome.output is None:
+            continue
+        target = lock_path(outcome.path)
+        # the same manifest named twice: written once, then "up to date" (as when sequential)
+        key = (os.path.join(os.path.realpath(target.parent), target.name), outcome.output)
+        if key in scheduled or _holds(target, outcome.output):
+            unchanged.append(target)
+        else:
+            scheduled.add(key)
+            todo.append((outcome, target))
+    written = []
+    failures = atomic_write_many((target, outcome.output) for outcome, target in todo)
+    for (outcome, target), failure in zip(todo, failures):
+        if failure is None:
+            written.append(target)
+        else:
+            outcome.diagnostics.append(error(str(failure), fatal_input=True))
+    return written, unchanged
 
 
 def _holds(path: Path, data: bytes) -> bool:

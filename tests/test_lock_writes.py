@@ -1,0 +1,130 @@
+"""Many lock files at once: `fsutil.atomic_write_many` (fsyncs overlapped in threads) keeps
+atomic_write's guarantees per file, and a signal while the threads wait on the disk leaves
+every lock old or new and no temporary file."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sevmanifest import fsutil
+from sevmanifest.lock.workflow import lock_files
+
+from lock_support import make_many, stray_temp_files
+
+
+def test_writes_every_file_with_old_modes_kept_and_links_replaced(tmp_path):
+    targets = [tmp_path / f"f{i}.lock" for i in range(100)]  # more than one round
+    targets[1].write_bytes(b"old")
+    targets[1].chmod(0o600)
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep")
+    targets[2].symlink_to(precious)
+    results = fsutil.atomic_write_many((t, f"new {i}\n") for i, t in enumerate(targets))
+    assert results == [None] * len(targets)
+    assert [t.read_text() for t in targets] == [f"new {i}\n" for i in range(len(targets))]
+    assert stat.S_IMODE(targets[1].stat().st_mode) == 0o600
+    assert stat.S_IMODE(targets[0].stat().st_mode) == 0o644
+    assert not targets[2].is_symlink() and precious.read_bytes() == b"keep"
+    assert stray_temp_files(tmp_path) == []
+
+
+def test_a_file_that_cannot_be_written_fails_alone(tmp_path):
+    good, bad = tmp_path / "good.lock", tmp_path / "missing-dir" / "bad.lock"
+    results = fsutil.atomic_write_many([(good, b"a"), (bad, b"b"), (tmp_path / "c", b"c")])
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], fsutil.OutputError)
+    assert str(results[1]).startswith(f"cannot write {bad}: ")
+    assert good.read_bytes() == b"a" and (tmp_path / "c").read_bytes() == b"c"
+
+
+def test_failed_fsync_is_an_error_of_that_file_only(tmp_path, monkeypatch):
+    real, calls = os.fsync, []
+
+    def flaky(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        return real(fd)
+    monkeypatch.setattr(fsutil.os, "fsync", flaky)
+    targets = [tmp_path / f"f{i}" for i in range(4)]
+    for t in targets:
+        t.write_bytes(b"old")
+    results = fsutil.atomic_write_many((t, b"new") for t in targets)
+    failed = [t for t, r in zip(targets, results) if r is not None]
+    assert len(failed) == 1 and "Input/output error" in str(results[targets.index(failed[0])])
+    assert failed[0].read_bytes() == b"old"
+    assert all(t.read_bytes() == b"new" for t in targets if t not in failed)
+    assert stray_temp_files(tmp_path) == []
+
+
+def test_interrupted_caller_removes_every_temporary_file(tmp_path, monkeypatch):
+    real, calls = os.fsync, []
+
+    def interrupting(fd):
+        calls.append(fd)
+        if len(calls) == 70:  # in the second round: the first 64 files are already renamed
+            raise KeyboardInterrupt
+        return real(fd)
+    monkeypatch.setattr(fsutil, "_sync_concurrently",
+                        lambda temps: [interrupting(t.fd) for t in temps])
+    targets = [tmp_path / f"f{i}" for i in range(100)]
+    for t in targets:
+        t.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        fsutil.atomic_write_many((t, b"new") for t in targets)
+    contents = [t.read_bytes() for t in targets]
+    assert contents == [b"new"] * fsutil.FILES_PER_ROUND + [b"old"] * (100 - 64)
+    assert stray_temp_files(tmp_path) == []
+
+
+def test_a_manifest_named_twice_is_written_once(tmp_path, monkeypatch):
+    names = make_many(tmp_path, 2, vcpus="1")
+    monkeypatch.chdir(tmp_path / "vms")
+    run = lock_files([names[0], names[1], f"./{names[0]}"], jobs=1, use_cache=False)
+    assert run.exit_code == 0
+    assert [p.name for p in run.written] == [f"{names[0]}.lock", f"{names[1]}.lock"]
+    assert [str(p) for p in run.unchanged] == [f"{names[0]}.lock"]
+
+
+# A signal while the sync threads wait on the disk (one of them paused inside fsync).
+PAUSING_LOCK = textwrap.dedent("""
+    import os, sys, time
+    real = os.fsync
+    def pausing(fd):
+        real(fd)
+        if not getattr(pausing, "done", False):
+            pausing.done = True
+            print("PAUSED", flush=True)
+            time.sleep(60)
+    os.fsync = pausing
+    from sevmanifest.cli import main
+    sys.exit(main(["lock", "--no-cache", *sys.argv[1:]]))
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(tmp_path, sig):
+    names = make_many(tmp_path, 12, vcpus="1")
+    vms = tmp_path / "vms"
+    for name in names:
+        (vms / f"{name}.lock").write_bytes(b"# old\n")
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_LOCK, *names], cwd=vms,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read()
+        proc.send_signal(sig)
+        proc.wait(timeout=10)  # not the 60 s the paused thread sleeps
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig)
+    assert "Traceback" not in proc.stderr.read()
+    assert {(vms / f"{n}.lock").read_bytes() for n in names} == {b"# old\n"}
+    assert stray_temp_files(vms) == []
