@@ -117,3 +117,18 @@ def test_special_templates(tmp_path, specials, name):
     run = run_cli(["render", "--template", str(specials[name]), path]).clean()
     assert run.rc == 2 and str(specials[name]) in run.err, run.err
     assert ("no such file" if name == "dangling link" else "not a regular file") in run.err
+
+
+@pytest.mark.parametrize("kind", ["lint configuration", "lock file"])
+def test_deeply_nested_toml(tmp_path, kind):
+    """tomllib recurses per nesting level: 100 000 ``[`` raised RecursionError (exit 3)."""
+    path = manifest(tmp_path, firmware=AMDSEV_FW)
+    nested = "a = " + "[" * 100_000 + "\n"
+    if kind == "lint configuration":
+        target, argv = tmp_path / ".sevm.toml", ["check", path]
+    else:
+        target, argv = tmp_path / "vm.sevm.lock", ["check", "--locked", "--jobs", "1", path]
+        nested = "lock_version = 1\n" + nested
+    target.write_text(nested)
+    run = run_cli(argv).clean()
+    assert run.rc == 2 and "nested too deeply" in run.err and str(target) in run.err, run.err

@@ -98,6 +98,8 @@ def read_lock(path: Path) -> dict | None:
     except tomllib.TOMLDecodeError as exc:
         hint = " (an unresolved merge conflict?)" if b"\n<<<<<<< " in b"\n" + raw else ""
         raise LockUnreadable(f"it is not valid TOML: {exc}{hint}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LockUnreadable("it is not valid TOML: arrays or tables nested too deeply") from None
     version = doc.get("lock_version")
     if version != LOCK_VERSION:
         raise LockUnreadable(f"lock_version is {version!r}; this sevm reads version {LOCK_VERSION}")
