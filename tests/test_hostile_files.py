@@ -8,6 +8,7 @@ for firmware and kernel; these run the commands.)
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -132,3 +133,16 @@ def test_deeply_nested_toml(tmp_path, kind):
     target.write_text(nested)
     run = run_cli(argv).clean()
     assert run.rc == 2 and "nested too deeply" in run.err and str(target) in run.err, run.err
+
+
+def test_deeply_nested_digest_cache_entry(tmp_path, monkeypatch):
+    """A cache entry is only ever a miss: json.loads's RecursionError included."""
+    from sevmanifest.lock.cache import DiskDigestCache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fw = tmp_path / "fw.fd"
+    shutil.copyfile(AMDSEV_FW, fw)
+    entry = DiskDigestCache()._entry_path(os.path.realpath(fw))
+    entry.parent.mkdir(parents=True)
+    entry.write_text("[" * 60_000)
+    run = run_cli(["measure", manifest(tmp_path, firmware=fw)]).clean()
+    assert run.rc == 0 and "ignoring corrupt digest cache entry" in run.err, run.err

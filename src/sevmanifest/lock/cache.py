@@ -155,7 +155,7 @@ class DiskDigestCache:
             check = record.pop("check")
             if not (_is_digest(record.get("sha256")) and check == _checksum(record)):
                 raise ValueError("checksum")
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             self._warn_once(f"ignoring corrupt digest cache entry {entry}")
             return None
         return record
