@@ -79,16 +79,6 @@ def import_chain(directory, files: int):
     return directory / "root.sevm"
 
 
-def test_import_depth(tmp_path):
-    limit = resolve.MAX_IMPORT_DEPTH
-    (tmp_path / "at").mkdir()
-    (tmp_path / "over").mkdir()
-    assert check(import_chain(tmp_path / "at", limit)).rc == 0
-    run = check(import_chain(tmp_path / "over", limit + 1))
-    assert run.rc == 2 and f"imports nest deeper than {limit} levels" in run.err
-    assert f"i{limit - 1}.sevm:1:1" in run.err  # at the import that goes too deep
-
-
 def imports_of(directory, files: int):
     """root imports i1 ... i(files-1) directly: ``files`` files in all."""
     lines = "".join(f'import "i{i}.sevm"\n' for i in range(1, files))
@@ -98,15 +88,18 @@ def imports_of(directory, files: int):
     return directory / "root.sevm"
 
 
-def test_import_count(tmp_path):
-    """MAX_IMPORTED_FILES counts every file read, the root manifest included."""
-    limit = resolve.MAX_IMPORTED_FILES
+@pytest.mark.parametrize("build, limit, message, where", [
+    (import_chain, resolve.MAX_IMPORT_DEPTH, "imports nest deeper than {limit} levels",
+     "i{below}.sevm:1:1"),  # at the import that goes too deep
+    (imports_of, resolve.MAX_IMPORTED_FILES, "more than {limit} files", "root.sevm:{limit}:1"),
+], ids=["import depth", "import count (root included)"])
+def test_imports(tmp_path, build, limit, message, where):
     (tmp_path / "at").mkdir()
     (tmp_path / "over").mkdir()
-    assert check(imports_of(tmp_path / "at", limit)).rc == 0
-    run = check(imports_of(tmp_path / "over", limit + 1))
-    assert run.rc == 2 and f"more than {limit} files" in run.err
-    assert f"root.sevm:{limit}:1" in run.err
+    assert check(build(tmp_path / "at", limit)).rc == 0
+    run = check(build(tmp_path / "over", limit + 1))
+    assert run.rc == 2 and message.format(limit=limit) in run.err, run.err
+    assert where.format(limit=limit, below=limit - 1) in run.err, run.err
 
 
 def extends_chain(directory, templates: int):
