@@ -121,6 +121,7 @@ def check_outcome(result: Compilation) -> None:
         if source is not None:
             assert d.span.line <= source.count("\n") + 1, text
             assert d.span.column <= len(source.split("\n")[d.span.line - 1]) + 2, text
+            assert f"\n{d.span.line:>5} | " in text, f"no source excerpt: {text}"
     assert "Traceback" not in "".join(d.message for d in result.diagnostics)
 
 
