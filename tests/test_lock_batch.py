@@ -17,7 +17,8 @@ from sevmanifest.lock.cache import RACY_SECONDS
 from sevmanifest.lock.workflow import _render_action, check_locked_files, lock_files
 from sevmanifest.measure import hashing
 
-from lock_support import FIRMWARE, KERNEL, make_many, sevm, stray_temp_files, vm_text
+from lock_support import (FIRMWARE, KERNEL, make_many, read_lock, sevm, stray_temp_files,
+                          vm_text)
 
 
 @pytest.fixture
@@ -178,8 +179,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_pool_ends_promptly_and_writes_nothing(tmp_path, sig):
-    """A signal to the parent alone stops the workers too; nothing is written."""
+def test_interrupted_pool_ends_promptly_and_writes_nothing_further(tmp_path, sig):
+    """A signal to the parent alone stops the workers too; nothing more is written (locks
+    of parts finished before the signal may exist, each whole), no temporary file is left."""
     names = make_many(tmp_path, 800)  # several seconds of work per worker
     proc = subprocess.Popen([sys.executable, "-m", "sevmanifest", "lock", "--jobs", "2",
                              "--no-cache", *names], cwd=tmp_path / "vms",
@@ -198,5 +200,69 @@ def test_interrupted_pool_ends_promptly_and_writes_nothing(tmp_path, sig):
     time.sleep(0.2)
     assert not [w for w in workers if Path(f"/proc/{w}").exists()
                 and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1][:3]]
-    assert list((tmp_path / "vms").glob("*.lock")) == []
+    locks = list((tmp_path / "vms").glob("*.lock"))
+    assert len(locks) < len(names)
+    assert all(read_lock(lock)["lock_version"] == 1 for lock in locks)
     assert stray_temp_files(tmp_path / "vms") == []
+
+
+# -- shared digests and parts (lock/shared.py, batch.iter_files) ---------------------------
+
+def _log_reads(monkeypatch, log):
+    """Record every artefact whose bytes are read, in this process and in forked workers."""
+    real = hashing._read_all
+
+    def logging_read(fd, st, path, what, span):
+        with open(log, "a") as f:
+            f.write(os.path.basename(path) + "\n")
+        return real(fd, st, path, what, span)
+    monkeypatch.setattr(hashing, "_read_all", logging_read)
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_pool_reads_the_shared_kernel_and_initrd_once(many, monkeypatch, tmp_path, use_cache):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    log = tmp_path / "reads.log"
+    _log_reads(monkeypatch, log)
+    outcomes = batch.run_files(many, _render_action, jobs=2, use_cache=use_cache)
+    assert all(o.output for o in outcomes)
+    reads = log.read_text().split()
+    assert reads.count(KERNEL) == 1 and reads.count("initrd.synthetic.img") == 1, reads
+    # the SEV-ES firmware is the launch digest's prefix: streamed by each chunk for its state
+    assert reads.count(FIRMWARE) <= 1 + 2
+
+
+def test_parts_come_in_order_and_match_one_process(tmp_path, monkeypatch):
+    names = make_many(tmp_path, 70, vcpus="1")
+    monkeypatch.chdir(tmp_path / "vms")
+    assert batch._parts_per_worker(70, 2) == 2
+    parts = list(batch.iter_files(names, _render_action, jobs=2, use_cache=False))
+    assert len(parts) == 4
+    assert [o.path for part in parts for o in part] == names
+    serial = batch.run_files(names, _render_action, jobs=1, use_cache=False)
+    assert [o.output for part in parts for o in part] == [o.output for o in serial]
+
+
+class _InlinePool:
+    """Runs each submitted chunk at once; records the digests each chunk was given."""
+
+    def __init__(self):
+        self.given = []
+
+    def submit(self, fn, chunk, action, use_cache, known):
+        from concurrent.futures import Future
+        self.given.append(dict(known))
+        future = Future()
+        learned = {f"/images/{chunk[0]}": ((0, 0, 0, 0, 0), "ab" * 32)}
+        future.set_result(([batch.FileOutcome(p) for p in chunk], {}, learned))
+        return future
+
+
+def test_each_chunk_starts_with_the_digests_learned_before_it():
+    pool = _InlinePool()
+    chunks = [["a", "b"], ["c"], ["d"], ["e"]]
+    parts = list(batch._in_order(pool, chunks, 2, _render_action, False, {}))
+    assert [[o.path for o in outcomes] for outcomes, _ in parts] == chunks
+    # two in flight at a time; a chunk submitted after others finished gets their digests
+    assert [sorted(k) for k in pool.given] == [[], [], ["/images/a", "/images/c"],
+                                              ["/images/a", "/images/c"]]

@@ -3,26 +3,34 @@
 Each file is compiled, guarded against huge matrices and measured, then handed to an
 *action* (render a lock, compare with a lock) that returns diagnostics and optionally bytes to
 write.  Files are processed in contiguous chunks: within a chunk ``compute_many`` hashes every
-shared artefact once; across chunks the digest cache shares them.  Chunks run in worker
-processes because compiling and building VMSAs is Python work that threads cannot spread over
-cores (docs/lockfiles.md records the measurement behind this choice).  Outputs are written by
-the parent only, so an interrupted run is handled in one place.
+shared artefact once; across chunks the parent passes on the digests it hashed before forking
+and those earlier chunks hashed (``shared.py``), and the digest cache shares them between runs.
+Chunks run in worker processes because compiling and building VMSAs is Python work that
+threads cannot spread over cores (docs/lockfiles.md records the measurement behind this
+choice); a few chunks per worker let the parent write the locks of finished chunks while the
+workers go on.  Outputs are written by the parent only, so an interrupted run is handled in
+one place.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Manifest
 from .guard import check_matrix_size
+from .shared import Known, SharedDigests, hash_shared
 
 # Below this many files a process pool costs more than it saves (see docs/lockfiles.md).
 MIN_FILES_PER_WORKER = 8
+# Chunks per worker (at most), and files per chunk (at least): see _parts_per_worker.
+PARTS_PER_WORKER = 4
+MIN_FILES_PER_PART = 16
 
 Action = Callable[[Manifest, list], tuple[list[Diagnostic], bytes | None]]
 
@@ -44,25 +52,68 @@ def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
 
     ``action`` must be a module-level function (it is sent to worker processes by name).
     """
+    parts = iter_files(paths, action, jobs=jobs, use_cache=use_cache)
+    with contextlib.closing(parts):
+        return [outcome for part in parts for outcome in part]
+
+
+def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
+               use_cache: bool = True) -> Iterator[list[FileOutcome]]:
+    """``run_files`` in parts (consecutive files, in order) as workers finish them, so the
+    caller can write results while the workers go on.  Close it (``contextlib.closing``)
+    if you stop early or fail: that stops the workers at once."""
     workers = _worker_count(len(paths), jobs)
     if workers <= 1:
-        return _run_chunk(list(paths), action, use_cache)[0]
+        yield _run_chunk(list(paths), action, use_cache)[0]
+        return
     from ..commands import common
+    from .cache import open_cache
     _preload()
-    chunks = _chunks(list(paths), workers)
+    chunks = _chunks(list(paths), workers * _parts_per_worker(len(paths), workers))
+    # before forking (hashing threads are joined by then): see lock/shared.py
+    known = hash_shared([chunk[0] for chunk in chunks[:workers]], open_cache(use_cache))
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
                              initializer=_worker_signals) as pool:
-        futures = [pool.submit(_run_chunk, chunk, action, use_cache) for chunk in chunks]
-        outcomes = []
         try:
-            for future in futures:
-                chunk_outcomes, sources = future.result()
-                outcomes += chunk_outcomes
+            for outcomes, sources in _in_order(pool, chunks, workers, action, use_cache, known):
                 common._SOURCES.texts.update(sources)  # so the CLI can print carets
-        except BaseException:  # interrupted (signal, Ctrl-C) or a worker failed
+                yield outcomes
+        except BaseException:  # interrupted (signal, Ctrl-C), closed early, a worker failed
             _stop_workers(pool)
             raise
-        return outcomes
+
+
+def _in_order(pool, chunks: list[list[str]], workers: int, action: Action, use_cache: bool,
+              known: Known) -> Iterator[tuple[list[FileOutcome], dict[str, str]]]:
+    """Run ``chunks`` with at most ``workers`` submitted at a time (so each chunk starts
+    with every digest learned so far), yielding results in chunk order."""
+    running: dict = {}  # future -> chunk index
+    done: dict[int, tuple] = {}
+    pending = iter(range(len(chunks)))
+
+    def refill() -> None:
+        while len(running) < workers:
+            index = next(pending, None)
+            if index is None:
+                return
+            running[pool.submit(_run_chunk, chunks[index], action, use_cache, known)] = index
+
+    refill()
+    for index in range(len(chunks)):
+        while index not in done:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcomes, sources, learned = future.result()
+                known = {**known, **learned}
+                done[running.pop(future)] = (outcomes, sources)
+            refill()  # before the caller gets this part: the workers go on meanwhile
+        yield done.pop(index)
+
+
+def _parts_per_worker(files: int, workers: int) -> int:
+    """Several chunks per worker let the parent write locks while workers compute; each
+    chunk costs one more stream of the firmware, so chunks stay at MIN_FILES_PER_PART+."""
+    return max(1, min(PARTS_PER_WORKER, files // (workers * MIN_FILES_PER_PART)))
 
 
 def _worker_signals() -> None:
@@ -121,12 +172,15 @@ def _context():
     return None
 
 
-def _run_chunk(paths: list[str], action: Action, use_cache: bool,
-               ) -> tuple[list[FileOutcome], dict[str, str]]:
-    """Process ``paths`` in this process; also return the source texts read (for carets)."""
+def _run_chunk(paths: list[str], action: Action, use_cache: bool, known: Known | None = None):
+    """Process ``paths`` in this process.  Returns the outcomes, the source texts read (for
+    carets) and the digests of the artefacts hashed here (for the parent to pass on).
+
+    ``known``: artefact digests the parent already has (``shared.hash_shared``)."""
     from ..commands import common
     from .cache import open_cache
-    cache = open_cache(use_cache)
+    cache = SharedDigests(known or {}, open_cache(use_cache))
+    seen = set(common._SOURCES.texts)  # texts an earlier chunk of this worker returned
     outcomes = [FileOutcome(p) for p in paths]
     compiled = [(o, _compile(o)) for o in outcomes]
     ready = [(o, m) for o, m in compiled if m is not None]
@@ -137,7 +191,8 @@ def _run_chunk(paths: list[str], action: Action, use_cache: bool,
             diagnostics, output = exc.diagnostics, None
         outcome.diagnostics += diagnostics
         outcome.output = None if outcome.failed else output
-    return outcomes, dict(common._SOURCES.texts)
+    sources = {k: v for k, v in common._SOURCES.texts.items() if k not in seen}
+    return outcomes, sources, cache.learned
 
 
 def _compile(outcome: FileOutcome) -> Manifest | None:

@@ -5,6 +5,7 @@ count and the cache switch, and return diagnostics plus the exit status.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Sequence
 from ..diagnostics import Diagnostic, Severity, error, exit_code
 from ..fsutil import atomic_write_many
 from ..model import Manifest
-from .batch import FileOutcome, run_files
+from .batch import FileOutcome, iter_files, run_files
 from .lockfile import (LockUnreadable, check_locked, lock_path, read_regular_file,
                        render_lock)
 
@@ -46,16 +47,21 @@ def lock_files(paths: Sequence[str], *, jobs: int | None = None,
     refused = _stdin_refused(paths, "sevm lock")
     if refused:
         return LockRun(refused, [], [], exit_code(refused))
-    outcomes = run_files(paths, _render_action, jobs=jobs, use_cache=use_cache)
-    written, unchanged = _write_locks(outcomes)
+    outcomes, written, unchanged = [], [], []
+    # written part by part while the workers compute the next parts
+    parts = iter_files(paths, _render_action, jobs=jobs, use_cache=use_cache)
+    with contextlib.closing(parts):
+        for part in parts:
+            outcomes += part
+            _write_locks(part, written, unchanged)
     diagnostics = [d for o in outcomes for d in o.diagnostics]
     return LockRun(diagnostics, written, unchanged, exit_code(diagnostics))
 
 
-def _write_locks(outcomes: list[FileOutcome]) -> tuple[list[Path], list[Path]]:
-    """Write each outcome's lock unless it already holds those bytes; a lock that cannot be
-    written becomes an error of its outcome.  Returns (written, unchanged)."""
-    todo, unchanged, scheduled = [], [], set()
+def _write_locks(outcomes: list[FileOutcome], written: list[Path], unchanged: list[Path]) -> None:
+    """Write each outcome's lock unless it already holds those bytes (appending to
+    ``written`` or ``unchanged``); a lock that cannot be written is an error of its outcome."""
+    todo, scheduled = [], set()
     for outcome in outcomes:
         if outcome.output is None:
             continue
@@ -67,14 +73,12 @@ def _write_locks(outcomes: list[FileOutcome]) -> tuple[list[Path], list[Path]]:
         else:
             scheduled.add(key)
             todo.append((outcome, target))
-    written = []
     failures = atomic_write_many((target, outcome.output) for outcome, target in todo)
     for (outcome, target), failure in zip(todo, failures):
         if failure is None:
             written.append(target)
         else:
             outcome.diagnostics.append(error(str(failure), fatal_input=True))
-    return written, unchanged
 
 
 def _holds(path: Path, data: bytes) -> bool:

@@ -1,0 +1,76 @@
+"""Artefact digests a pool of workers shares: hashed once by the parent before it forks.
+
+With a cold digest cache every worker of ``sevm lock`` over a fleet hashed the same images
+(2 × 148 MiB for the benchmark's fleet on two workers).  The parent compiles the first
+manifest of each chunk (a few milliseconds; contiguous chunks of a repository tend to share
+images), hashes the distinct artefacts they name once, in threads, and hands the digests to
+the workers, which then only compile, build VMSAs and render.  This is the sharing one
+process gets from ``compute_many`` anyway, so it holds with ``--no-cache`` too; as an extra
+guard a digest is used only while the file keeps the identity it had before it was hashed.
+Whatever cannot be hashed here (a missing file, a manifest that does not compile) is left
+to the worker, which reports it against the right file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from ..diagnostics import DiagnosticError
+
+Identity = tuple[int, int, int, int, int]
+# resolved path -> (identity before hashing, sha256 hex)
+Known = dict[str, tuple[Identity, str]]
+
+
+def identity(st: os.stat_result) -> Identity:
+    """The digest cache's key fields: any change to the file's bytes changes one of them."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def hash_shared(samples: Sequence[str], cache) -> Known:
+    """Digests of every artefact the manifests ``samples`` name (compiled here, quietly)."""
+    from ..commands.common import compile_manifest
+    from ..measure.hashing import FileKeys, HashJob, hash_artefacts
+    artefacts = {}
+    for path in samples:
+        manifest, diagnostics = compile_manifest(path)
+        if manifest is not None and not any(d.is_error for d in diagnostics):
+            for vm in manifest.vms:
+                artefacts.update((a.path, a) for a in vm.artefacts)
+    keys = FileKeys()
+    before = {}
+    for path in artefacts:
+        try:
+            before[keys[path]] = identity(os.stat(keys[path]))
+        except OSError:
+            continue  # the worker reports it
+    jobs = [HashJob(a, keep_state=False) for p, a in artefacts.items() if keys[p] in before]
+    try:
+        found = hash_artefacts(jobs, cache=cache, keys=keys)
+    except DiagnosticError:
+        return {}
+    return {str(key): (before[key], digest.sha256_hex) for key, digest in found.items()}
+
+
+class SharedDigests:
+    """A ``measure.hashing.DigestCache``: the parent's digests first, then ``disk`` (the
+    digest cache, or None with ``--no-cache``), which also receives every store.  What this
+    process hashes itself is kept in ``learned``, for the parent to pass to later chunks."""
+
+    def __init__(self, known: Known, disk=None):
+        self.known = known
+        self.disk = disk
+        self.learned: Known = {}
+
+    def lookup(self, path: Path, st: os.stat_result) -> str | None:
+        hit = self.known.get(os.path.realpath(path))
+        if hit is not None and hit[0] == identity(st):
+            return hit[1]
+        return self.disk.lookup(path, st) if self.disk is not None else None
+
+    def store(self, path: Path, st: os.stat_result, sha256_hex: str) -> None:
+        # st is the identity from before the bytes were read (hash_file's fstat)
+        self.learned[os.path.realpath(path)] = (identity(st), sha256_hex)
+        if self.disk is not None:
+            self.disk.store(path, st, sha256_hex)
