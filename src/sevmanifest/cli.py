@@ -22,7 +22,21 @@ EXIT_INTERNAL = 3
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's default exits 2 too; keep one style
         self.print_usage(sys.stderr)
-        raise SystemExit(f"{self.prog}: error: {message}") from None
+        raise SystemExit(f"{self.prog}: error: {_redact_unrecognized(message)}") from None
+
+
+def _redact_unrecognized(message: str) -> str:
+    """Leftover words after a misspelt option may be a pasted key: name only the options."""
+    prefix = "unrecognized arguments: "
+    if not message.startswith(prefix):
+        return message
+    words = message[len(prefix):].split(" ")
+    options = [w for w in words if w.startswith("-")]
+    hidden = len(words) - len(options)
+    shown = " ".join(options)
+    if hidden:
+        shown += f"{' and ' if options else ''}{hidden} other value(s), not shown"
+    return prefix + shown
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -94,9 +94,13 @@ def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
     return "\n".join(out)
 
 
+_BLANKED = {c: " " for c in [*range(32), 127, 0x85, 0x2028, 0x2029]}
+
+
 def _excerpt(src: str, span: Span) -> str:
-    # Tabs are shown as one space each so the caret stays under the right column.
-    shown = src.replace("\t", " ")
+    # Tabs and other control characters (a bare CR would end the terminal line) are shown
+    # as one space each, so the caret stays under the right column.
+    shown = src.translate(_BLANKED)
     start = max(span.column - 1, 0)
     if span.end_line == span.line and span.end_column > span.column:
         width = span.end_column - span.column

@@ -1,6 +1,7 @@
 """`sevm fmt [--check] FILE...`: rewrite manifests in the canonical layout."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..diagnostics import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -45,6 +46,7 @@ def run(args) -> int:
             print(f"{path}: not formatted (run: sevm fmt {path})")
             status = max(status, EXIT_FAILED)
         else:
-            atomic_write(path, formatted)
+            # a symlinked manifest stays a link: format the file it points at
+            atomic_write(os.path.realpath(path), formatted)
             print(f"{path}: formatted")
     return status

@@ -1,0 +1,35 @@
+"""CLI behaviour owned by the dispatcher and sevm fmt: redacted usage errors, symlinks."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+KEY = "3569cf61a32a602b87185ac6e0f55913"
+
+
+def sevm(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sevmanifest", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_leftover_values_after_a_misspelt_option_are_not_echoed(repo):
+    run = sevm("measure", str(repo / "manifests/sev-es-direct.sevm"), "--tikk", KEY)
+    assert run.returncode == 2
+    assert KEY not in run.stdout + run.stderr
+    assert "--tikk" in run.stderr and "1 other value(s), not shown" in run.stderr
+
+
+def test_fmt_formats_the_target_of_a_symlinked_manifest(tmp_path):
+    target = tmp_path / "real.sevm"
+    target.write_text('vm "a" {\n  firmware   "f.fd"\n}\n')
+    link = tmp_path / "link.sevm"
+    link.symlink_to(target)
+    run = sevm("fmt", str(link))
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink()
+    assert target.read_text() == 'vm "a" {\n    firmware "f.fd"\n}\n'
+
+
+def test_a_bare_usage_error_exits_2():
+    run = sevm("measure")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
