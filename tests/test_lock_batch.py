@@ -25,14 +25,15 @@ from lock_support import (FIRMWARE, KERNEL, make_many, read_lock, sevm, stray_te
 def many(tmp_path, monkeypatch):
     names = make_many(tmp_path, 24, vcpus="1, 2")
     monkeypatch.chdir(tmp_path / "vms")
+    monkeypatch.setattr(batch, "MIN_FILES_PER_WORKER", 8)  # a pool for these 24 files
     return names
 
 
 def test_worker_count():
-    assert batch._worker_count(7, 4) == 1  # too few files to pay for a pool
+    assert batch._worker_count(47, 4) == 1  # too few files to pay for a pool
     assert batch._worker_count(100, 4) == 4
-    assert batch._worker_count(16, 8) == 2
-    assert batch._worker_count(100, None) == min(len(os.sched_getaffinity(0)), 12)
+    assert batch._worker_count(48, 8) == 2
+    assert batch._worker_count(100, None) == min(len(os.sched_getaffinity(0)), 4)
     assert batch._chunks(list("abcdefg"), 3) == [list("abc"), list("de"), list("fg")]
 
 
@@ -61,12 +62,13 @@ def test_errors_stay_with_their_file_in_a_pool(many, capsys):
     assert not os.path.exists("bad-syntax.sevm.lock")
 
 
-def test_carets_are_printed_for_files_compiled_in_workers(many):
-    with open(many[20], "a") as f:
+def test_carets_are_printed_for_files_compiled_in_workers(tmp_path):
+    names = make_many(tmp_path, 2 * batch.MIN_FILES_PER_WORKER, vcpus="1")  # two workers
+    with open(tmp_path / "vms" / names[-4], "a") as f:
         f.write('vm "x" {\n    vcpus 0\n}\n')
-    result = sevm("lock", "--jobs", "2", *many)
+    result = sevm("lock", "--jobs", "2", *names, cwd=tmp_path / "vms")
     assert result.returncode != 0
-    assert f"{many[20]}:" in result.stderr
+    assert f"{names[-4]}:" in result.stderr
     assert "vcpus 0" in result.stderr and "^" in result.stderr
 
 

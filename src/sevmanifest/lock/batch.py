@@ -14,10 +14,8 @@ one place.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -26,8 +24,9 @@ from ..model import Manifest
 from .guard import check_matrix_size
 from .shared import Known, SharedDigests, hash_shared
 
-# Below this many files a process pool costs more than it saves (see docs/lockfiles.md).
-MIN_FILES_PER_WORKER = 8
+# Below this many files a worker process costs more than it saves (measured with a warm
+# digest cache: see docs/lockfiles.md).
+MIN_FILES_PER_WORKER = 24
 # Chunks per worker (at most), and files per chunk (at least): see _parts_per_worker.
 PARTS_PER_WORKER = 4
 MIN_FILES_PER_PART = 16
@@ -66,6 +65,9 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     if workers <= 1:
         yield _run_chunk(list(paths), action, use_cache)[0]
         return
+    # imported here: a run of a few files (one process) need not pay ~20 ms for them
+    from concurrent.futures import ProcessPoolExecutor
+
     from ..commands import common
     from .cache import open_cache
     _preload()
@@ -87,6 +89,7 @@ def _in_order(pool, chunks: list[list[str]], workers: int, action: Action, use_c
               known: Known) -> Iterator[tuple[list[FileOutcome], dict[str, str]]]:
     """Run ``chunks`` with at most ``workers`` submitted at a time (so each chunk starts
     with every digest learned so far), yielding results in chunk order."""
+    from concurrent.futures import FIRST_COMPLETED, wait
     running: dict = {}  # future -> chunk index
     done: dict[int, tuple] = {}
     pending = iter(range(len(chunks)))
@@ -124,7 +127,7 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def _stop_workers(pool) -> None:
     """Do not wait for chunks nobody will use: an interrupted sevm ends promptly."""
     # The executor has no public way to stop running workers (and forgets them on shutdown).
     processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -167,6 +170,7 @@ def _preload() -> None:
 def _context():
     # fork starts workers in milliseconds and inherits the imported modules; the pool forks
     # before it starts any thread.
+    import multiprocessing
     if "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return None
