@@ -108,9 +108,12 @@ PAUSING_LOCK = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(tmp_path, sig):
-    names = make_many(tmp_path, 12, vcpus="1")
+@pytest.mark.parametrize("sig, count", [(signal.SIGTERM, 12), (signal.SIGINT, 12),
+                                        (signal.SIGHUP, 12), (signal.SIGTERM, 64)])
+def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(tmp_path, sig,
+                                                                                 count):
+    """12 files: one process; 64: two workers, the parent writing the first part's locks."""
+    names = make_many(tmp_path, count, vcpus="1")
     vms = tmp_path / "vms"
     for name in names:
         (vms / f"{name}.lock").write_bytes(b"# old\n")
