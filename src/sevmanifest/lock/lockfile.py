@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import Iterable
 
@@ -17,7 +16,6 @@ from ..diagnostics import EXIT_FAILED, Diagnostic, DiagnosticError, Severity, er
 from ..fsutil import atomic_write
 from ..model import Manifest
 from .reference import VmMeasurementLike, manifest_name, reference_document
-from .stale import compare_documents
 
 LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock"
@@ -92,6 +90,7 @@ def read_lock(path: Path) -> dict | None:
         return None
     except OSError as exc:
         raise LockUnreadable(f"cannot read it: {exc.strerror or exc}") from None
+    import tomllib  # only reading a lock needs it (not `sevm lock`): ~10 ms of start-up
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -124,6 +123,7 @@ def check_locked(manifest: Manifest, measurements: Iterable[VmMeasurementLike]) 
     if locked is None:
         return [error(f"{path}: missing lock file for {name}", notes=(f"create it: {regenerate}",))]
     current = reference_document(manifest, measurements)
+    from .stale import compare_documents
     diagnostics = compare_documents(locked, current, lock=str(path), manifest=manifest)
     if exit_code(diagnostics) == EXIT_FAILED:  # stale (not: unusable)
         diagnostics.append(Diagnostic(Severity.NOTE, f"{path} is stale; if these changes are "
