@@ -95,6 +95,24 @@ def test_up_to_date_lock_passes(vms):
     assert check_locked(manifest, measurements) == []
 
 
+def test_an_exact_lock_is_current_without_parsing_it(vms, monkeypatch):
+    from sevmanifest.lock import lockfile
+    manifest, measurements = compiled(vms, vm_text())
+    write_lock(manifest, measurements)
+    monkeypatch.setattr(lockfile, "read_lock", lambda path: pytest.fail("parsed"))
+    assert check_locked(manifest, iter(measurements)) == []
+
+
+def test_a_lock_laid_out_otherwise_is_compared_by_meaning(vms):
+    manifest, measurements = compiled(vms, vm_text())
+    path = write_lock(manifest, measurements)
+    relaid = "# reformatted by hand\n\n" + tomli_w.dumps(read_lock(path), indent=2)
+    path.write_text(relaid.replace("\n[", "\n\n\n["))
+    assert check_locked(manifest, measurements) == []
+    manifest, measurements = compiled(vms, vm_text(vcpus="1, 2, 4"))
+    assert errors(check_locked(manifest, measurements))  # and a stale one is still found
+
+
 def test_missing_lock(vms):
     manifest, measurements = compiled(vms, vm_text())
     diagnostics = check_locked(manifest, measurements)
