@@ -28,8 +28,8 @@ from .shared import Known, SharedDigests, hash_shared
 # digest cache: see docs/lockfiles.md).
 MIN_FILES_PER_WORKER = 24
 # Chunks per worker (at most), and files per chunk (at least): see _parts_per_worker.
-# 200 manifests on 2 workers, medians of 15 interleaved runs: 1 part 0.93 s / 1.32 s CPU,
-# 2 parts 0.86 s / 1.32 s, 4 parts 0.91-0.93 s / 1.41-1.48 s (each part re-streams the
+# 200 manifests on 2 workers, medians of 15 interleaved runs: 1 part 0.87-0.93 s wall,
+# 2 parts 0.86-0.89 s, 4 parts 0.91-0.93 s (and ~0.1 s more CPU: each part re-streams the
 # firmware and is one more task; the parent's writes compete with the workers).
 PARTS_PER_WORKER = 2
 MIN_FILES_PER_PART = 16
