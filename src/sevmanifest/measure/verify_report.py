@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 from ..model import GuestType
-from .report import signature_text
+from .report import variant_json
 from .verify import MATCH, MISMATCH, POLICY_MISMATCH, PolicyMismatch, VariantMatch, VerifyResult
 
 
@@ -31,21 +31,9 @@ def to_json(result: VerifyResult) -> dict:
 
 
 def _match_json(match: VariantMatch) -> dict:
-    vm, vd = match.vm, match.digest
-    v = vd.variant
-    return {
-        "vm": vm.name,
-        "file": vm.file,
-        "type": vm.type.value,
-        "policy": vm.policy.hex,
-        "vcpus": v.vcpus,
-        "cpu": v.cpu.label if v.cpu else None,
-        "cpu_signature": signature_text(v),  # as `sevm measure --format json` shows it
-        "vmm": v.vmm.value,
-        "legacy_vm_type": v.legacy_vm_type,
-        "sev_features": f"0x{v.sev_features:x}",
-        "launch_digest": vd.launch_digest.hex(),
-    }
+    vm = match.vm
+    head = {"vm": vm.name, "file": vm.file, "type": vm.type.value, "policy": vm.policy.hex}
+    return head | variant_json(match.digest)  # the variant as `sevm measure --format json` shows it
 
 
 def _policy_json(p: PolicyMismatch, result: VerifyResult) -> dict:
