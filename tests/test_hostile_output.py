@@ -21,10 +21,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sevmanifest"
 
 # Writes that do not go through atomic_write, and why they may not.
 ALLOWED_WRITERS = {
-    "fsutil.py": "atomic_write itself",
-    "lock/cache.py": "digest cache entries: own temporary file + rename, no fsync (a lost "
-                     "entry is a cache miss)",
-    "synthetic.py": "synthetic test fixtures too large for memory: temporary file + rename",
+    "fsutil.py": "atomic_write itself, and replace_with_chunks (temporary file + rename for "
+                 "synthetic images too large for memory and for digest-cache entries)",
     "review/gitrev.py": "blobs of a git revision, into sevm's own private temporary directory",
     "cli.py": "opens /dev/null for writing when the reader of standard output went away",
 }

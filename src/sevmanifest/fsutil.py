@@ -190,6 +190,31 @@ def _install(temporary: _Temporary, mode: int | None) -> None:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
+def replace_with_chunks(path: str | os.PathLike, chunks: Iterable[bytes], *,
+                        durable: bool = True, mode: int = 0o644) -> Path:
+    """Write ``chunks`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    For content too large to hold in memory (synthetic images) or not worth an fsync
+    (``durable=False``: digest-cache entries, where a lost entry is only a miss).  Raises
+    OSError as it comes; unlike atomic_write, ``path`` is never treated as a stream.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return target
+
+
 def _discard(temporary: _Temporary) -> None:
     """Close and remove the temporary file (a no-op once it has been renamed)."""
     fd, temporary.fd = temporary.fd, None

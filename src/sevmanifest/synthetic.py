@@ -13,12 +13,11 @@ import hashlib
 import os
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .fsutil import OutputError, atomic_write
+from .fsutil import OutputError, atomic_write, replace_with_chunks
 from .measure import ovmf
 
 BANNER = b"SEVMANIFEST SYNTHETIC TEST IMAGE - NOT FIRMWARE"
@@ -124,21 +123,7 @@ def write_blob(path: str | os.PathLike, size: int, seed: int,
 
 def write_stream(path: str | os.PathLike, chunks: Iterable[bytes]) -> Path:
     """Like fsutil.atomic_write, for content too large to hold in memory."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    return replace_with_chunks(path, chunks, durable=False)
 
 
 EXAMPLES = {

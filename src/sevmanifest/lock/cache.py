@@ -25,10 +25,11 @@ import json
 import os
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+from ..fsutil import replace_with_chunks
 
 CACHE_SUBDIR = "digests-v1"
 # Longer than the coarsest common timestamp granularity (FAT: 2 s) plus a margin.
@@ -162,18 +163,9 @@ class DiskDigestCache:
 
     def _write(self, entry: Path, text: str) -> None:
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".entry.", suffix=".tmp", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-                handle.write(text)
-            # no fsync: an entry lost or emptied by a crash is only a miss (see _read)
-            os.replace(tmp, entry)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # no fsync: an entry lost or emptied by a crash is only a miss (see _read)
+        replace_with_chunks(entry, [text.encode("utf-8", "surrogateescape")], durable=False,
+                            mode=0o600)
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:
