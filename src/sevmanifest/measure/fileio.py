@@ -21,10 +21,7 @@ from pathlib import Path
 from ..diagnostics import DiagnosticError, error
 from ..model import Span
 
-# Bytes per read when streaming; bounds memory per hashing thread.  Small enough that the
-# buffer stays in a core's L2 cache between the kernel's copy into it and SHA-256 reading it
-# back: 1 MiB chunks measured ~60% more CPU per byte than 128 KiB ones (docs/benchmarks.md).
-CHUNK_SIZE = 128 << 10
+from .stream import CHUNK_SIZE  # noqa: F401 - public here too (bytes per read)
 
 
 def open_regular(path: Path, what: str, span: Span | None = None) -> tuple[int, os.stat_result]:

@@ -17,13 +17,12 @@ from typing import Iterable, Protocol
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Artefact
-from .fileio import CHUNK_SIZE, open_regular
+from .fileio import open_regular
+from .stream import MAX_LOADED_SIZE, stream_into  # noqa: F401 - also public here
 
 MAX_THREADS = 8
-# QEMU's x86 loader places the kernel and the initrd below 4 GiB of guest memory, so neither
-# can be larger; the bound keeps a mistyped path (a sparse disk image) from being hashed for
-# minutes.  The firmware's bound (64 MiB) is checked again here: the file is opened anew.
-MAX_LOADED_SIZE = 4 << 30
+# The kernel's and initrd's bound is stream.MAX_LOADED_SIZE; the firmware's (64 MiB) is
+# checked again here: the file is opened anew.
 MAX_SIZE_BY_ROLE = {"kernel": MAX_LOADED_SIZE, "initrd": MAX_LOADED_SIZE}
 
 
@@ -52,19 +51,6 @@ class FileKeys(dict):
     def __missing__(self, path: Path) -> Path:
         key = self[path] = file_key(path)
         return key
-
-
-def stream_into(fd: int, state, *, chunk_size: int = CHUNK_SIZE) -> int:
-    """Feed the rest of ``fd`` into ``state`` in fixed-size chunks; return the byte count."""
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    total = 0
-    while True:
-        n = os.readv(fd, [buffer])
-        if n == 0:
-            return total
-        state.update(view[:n])
-        total += n
 
 
 def hash_file(path: Path, *, what: str = "file", artefact: Artefact | None = None,
