@@ -88,6 +88,8 @@ def test_parser_is_built_once_then_loaded_from_lark_cache(small, tmp_path):
     files = list((cache_home / "sevmanifest").glob("grammar-*.lark-cache"))
     assert len(files) == 1 and files[0].stat().st_size > 0
     stamp = files[0].stat().st_mtime_ns
+    # edited, so the compiled-manifest cache misses and the manifest is parsed again
+    small.write_text(small.read_text() + "# edited\n")
     second = _check(small, cache_home)
     assert not first["cache_hit"] and second["cache_hit"]
     assert files[0].stat().st_mtime_ns == stamp  # read, not rewritten

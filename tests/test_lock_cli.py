@@ -149,8 +149,10 @@ PAUSING_LOCK = textwrap.dedent("""
     real = {"fsync": os.fsync, "replace": os.replace}[where]
     def pausing(*args):
         result = real(*args)
-        print("PAUSED", flush=True)
-        time.sleep(60)
+        # (the compiled-manifest cache renames its entries too; pause at the lock's rename)
+        if where == "fsync" or str(args[1]).endswith(".lock"):
+            print("PAUSED", flush=True)
+            time.sleep(60)
         return result
     setattr(os, where, pausing)
     from sevmanifest.cli import main

@@ -78,6 +78,9 @@ def _command_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    common = sys.modules.get("sevmanifest.commands.common")
+    if common is not None:  # a second run in one process (tests, embedding) looks again
+        common._LINT_CONFIGS.clear()
     parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(argv)

@@ -53,17 +53,36 @@ def print_diagnostics(diagnostics: Iterable[Diagnostic], sources: SourceCache | 
 
 
 def compile_manifest(path: str, *, firmware_checks: bool = False):
-    """Compile one manifest; returns (manifest or None, diagnostics with lint config applied)."""
+    """Compile one manifest; returns (manifest or None, diagnostics with lint config applied).
+
+    An unchanged manifest comes from the compiled-manifest cache (``compilecache``)."""
+    manifest, diagnostics = _compiled(path)
+    ok = manifest is not None and not any(d.is_error for d in diagnostics)
+    diagnostics = _apply_lint_config(path, diagnostics)
+    if ok:
+        # every command that measures, renders or locks enumerates the matrix: bound it here
+        diagnostics += _matrix_diagnostics(manifest)
+    if firmware_checks and ok:
+        diagnostics += _firmware_diagnostics(manifest)
+    return manifest, diagnostics
+
+
+def _compiled(path: str) -> tuple[Manifest | None, list[Diagnostic]]:
+    """The front end's result before lint configuration: from the cache, or compiled (and
+    then stored)."""
+    from ..compilecache import open_compile_cache
+    cache = open_compile_cache() if path != "-" else None
+    hit = cache.lookup(path) if cache is not None else None
+    if hit is not None:
+        manifest, diagnostics, sources = hit
+        _SOURCES.texts.update(sources)
+        return manifest, diagnostics
     from ..frontend import compile_file
     result = compile_file(path)
     _SOURCES.texts.update(result.sources.texts)
-    diagnostics = _apply_lint_config(path, result.diagnostics)
-    if result.ok and result.manifest is not None:
-        # every command that measures, renders or locks enumerates the matrix: bound it here
-        diagnostics += _matrix_diagnostics(result.manifest)
-    if firmware_checks and result.ok and result.manifest is not None:
-        diagnostics += _firmware_diagnostics(result.manifest)
-    return result.manifest, diagnostics
+    if cache is not None and result.ok:
+        cache.store(path, result.manifest, result.diagnostics, result.sources.texts)
+    return result.manifest, list(result.diagnostics)
 
 
 def compile_and_report(path: str, *, firmware_checks: bool = False) -> list[Diagnostic]:
@@ -83,15 +102,21 @@ def load_manifest(path: str, *, quiet_warnings: bool = False) -> Manifest:
     return manifest
 
 
+# lint configuration by directory, for one command run (cli.main clears it): `sevm lock`
+# over a repository looks it up once per directory instead of once per manifest
+_LINT_CONFIGS: dict[str, object] = {}
+
+
 def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    try:
-        from ..review.lintconfig import load_lint_config
-    except ImportError:  # lint configuration not available in this build
-        return list(diagnostics)
     import os
-    from pathlib import Path
-    directory = Path(os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd())
-    return list(load_lint_config(directory).apply(list(diagnostics)))
+    directory = os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+    config = _LINT_CONFIGS.get(directory)
+    if config is None:
+        from pathlib import Path
+
+        from ..review.lintconfig import load_lint_config
+        config = _LINT_CONFIGS[directory] = load_lint_config(Path(directory))
+    return list(config.apply(list(diagnostics)))
 
 
 def _matrix_diagnostics(manifest: Manifest) -> list[Diagnostic]:

@@ -12,6 +12,13 @@ bytes (firmware checks belong to ``sevmanifest.measure``).
 """
 from __future__ import annotations
 
-from .compile import Compilation, compile_file, compile_text
-
 __all__ = ["Compilation", "compile_file", "compile_text"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: ``frontend.source`` and friends must be importable without
+    # loading Lark (the compiled-manifest cache reads sources without parsing them).
+    if name in __all__:
+        from . import compile as _compile
+        return getattr(_compile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

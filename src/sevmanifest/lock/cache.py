@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..fsutil import replace_with_chunks
+from ..cachedir import default_cache_dir  # noqa: F401 - also public here
 
 CACHE_SUBDIR = "digests-v1"
 # Longer than the coarsest common timestamp granularity (FAT: 2 s) plus a margin.
@@ -38,11 +38,10 @@ MAX_ENTRY_SIZE = 64 << 10  # an entry is ~300 bytes (more only for very long pat
 _HEX = frozenset("0123456789abcdef")
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/sevmanifest``; the XDG spec says to ignore a relative value."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "sevmanifest"
+def entry_name(real: str) -> str:
+    """The entry of the file at real path ``real``, relative to the cache's directory."""
+    name = hashlib.sha256(os.fsencode(real)).hexdigest()
+    return os.path.join(name[:2], name[2:])
 
 
 def _key(real: str, st: os.stat_result) -> dict:
@@ -127,8 +126,7 @@ class DiskDigestCache:
 
     # -- internals -----------------------------------------------------------------------
     def _entry_path(self, real: str) -> Path:
-        name = hashlib.sha256(os.fsencode(real)).hexdigest()
-        return self.directory / name[:2] / name[2:]
+        return self.directory / entry_name(real)
 
     def _is_racy(self, key: dict) -> bool:
         reference = min(self._clock(), self._seen.get(tuple(key.values()), float("inf")))
@@ -162,6 +160,7 @@ class DiskDigestCache:
         return record
 
     def _write(self, entry: Path, text: str) -> None:
+        from ..fsutil import replace_with_chunks
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # no fsync: an entry lost or emptied by a crash is only a miss (see _read)
         replace_with_chunks(entry, [text.encode("utf-8", "surrogateescape")], durable=False,

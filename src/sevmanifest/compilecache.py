@@ -1,0 +1,193 @@
+"""A cache of compiled manifests, so an unchanged manifest is not parsed again.
+
+Compiling is a pure function of the manifest's text, the texts of everything it imports
+(and where they really live: cycles are found by real path), the directory it is named
+from (artefact paths are resolved against it) and sevm's own code.  An entry records all
+of those; a lookup re-reads every source file and uses the entry only if each one is
+byte-for-byte the same.  On a hit, ``sevm measure``, ``lock`` or ``render`` never import
+Lark (most of their start-up), and ``sevm lock`` over a repository skips the parse of every
+unchanged file.
+
+Layout: ``$XDG_CACHE_HOME/sevmanifest/compiled-v1/XX/…``, one file per (working directory,
+manifest path as given), so an edited manifest replaces its entry rather than adding one.
+A file is a SHA-256 line over the rest; a JSON header line with the key and the kernel and
+initrd paths (``earlyhash`` reads only this); then the body: the source files' paths, real
+paths and digests, and the model (``modelcodec``: no pickle, nothing in it is executed).  Only compilations without
+errors are stored; their warnings are replayed on a hit.  Any trouble reading an entry is a
+miss, any trouble writing one is ignored: the cache is a speed-up, never a source of errors.
+``SEVM_NO_CACHE=1`` turns it off (with the digest cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .diagnostics import Diagnostic
+    from .model import Manifest
+
+CACHE_SUBDIR = "compiled-v1"
+MAX_ENTRY_SIZE = 8 << 20  # a 256 KiB manifest (the source limit) compiles to far less
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                RecursionError)
+
+
+_FINGERPRINT: list[str] = []  # computed once per process
+
+
+def code_fingerprint() -> str:
+    """Changes whenever sevm's code, its grammar, Lark or Python change (an upgrade, or an
+    edit in a source checkout), so no entry outlives the compiler that wrote it.  Plain
+    ``os`` calls: ``earlyhash`` runs this before pathlib or importlib are loaded."""
+    if not _FINGERPRINT:
+        _FINGERPRINT.append(_code_fingerprint())
+    return _FINGERPRINT[0]
+
+
+def _code_fingerprint() -> str:
+    package = os.path.dirname(os.path.abspath(__file__))
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(package)
+             for name in names if name.endswith((".py", ".lark"))]
+    checkout_grammar = os.path.join(package, "..", "..", "grammar", "sevm.lark")
+    if os.path.exists(checkout_grammar):  # a source checkout keeps it outside the package
+        files.append(os.path.normpath(checkout_grammar))
+    files += [os.path.join(entry, "lark", "__init__.py") for entry in sys.path[:1] + sys.path
+              if os.path.exists(os.path.join(entry, "lark", "__init__.py"))][:1]
+    parts = [sys.version, package]
+    for path in sorted(files):
+        st = os.stat(path)
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def entry_key(path: str) -> str:
+    """What an entry is for: this code, this working directory, this path as given."""
+    return "\0".join((code_fingerprint(), os.getcwd(), path))
+
+
+def entry_file(cache_dir: str, key: str) -> str:
+    name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return os.path.join(cache_dir, CACHE_SUBDIR, name[:2], name[2:])
+
+
+def read_entry(file: str, key: str) -> tuple[dict, bytes] | None:
+    """The header (``key``, ``prefetch``) and the undecoded body of an intact entry for
+    ``key``; None when there is none, or it is damaged or for something else."""
+    raw = _read_bounded(file)
+    check, _, rest = raw.partition(b"\n")
+    if hashlib.sha256(rest).hexdigest().encode("ascii") != check:
+        return None
+    header_line, _, body = rest.partition(b"\n")
+    header = json.loads(header_line)
+    if not isinstance(header, dict) or header.get("key") != key:
+        return None
+    return header, body
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _read_bounded(path: str) -> bytes:
+    """A regular file of at most MAX_ENTRY_SIZE bytes (never blocks on a planted FIFO)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ENTRY_SIZE:
+                raise ValueError("too large")
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+class CompileCache:
+    """``lookup(path)`` and ``store(path, manifest, diagnostics, sources)``."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = os.fspath(directory)
+        self.hits = self.misses = self.stores = 0
+
+    def lookup(self, path: str) -> tuple[Manifest, list[Diagnostic], dict[str, str]] | None:
+        """The compiled manifest, its warnings and the source texts, or None (a miss)."""
+        try:
+            found = self._lookup(path)
+        except _READ_ERRORS:
+            found = None
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def store(self, path: str, manifest: Manifest, diagnostics: list[Diagnostic],
+              sources: dict[str, str]) -> None:
+        if any(d.is_error for d in diagnostics):
+            return
+        from . import modelcodec
+        from .fsutil import replace_with_chunks
+        try:
+            key = entry_key(path)
+            # what `sevm measure` may start hashing before it has even parsed its options
+            prefetch = sorted({os.fspath(a.path) for vm in manifest.vms
+                               for a in (vm.kernel, vm.initrd) if a is not None})
+            header = json.dumps({"key": key, "prefetch": prefetch}).encode("ascii")
+            deps = [[name, os.path.realpath(name), _digest(text)] for name, text in sources.items()]
+            body = modelcodec.dumps({"deps": deps, "model": [manifest, list(diagnostics)]})
+            rest = header + b"\n" + body.encode("ascii")  # json escapes all else
+            if len(rest) > MAX_ENTRY_SIZE:
+                return
+            check = hashlib.sha256(rest).hexdigest().encode("ascii") + b"\n"
+            entry = entry_file(self.directory, key)
+            os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
+            # no fsync: an entry lost or torn by a crash fails its check line and is a miss
+            replace_with_chunks(entry, [check, rest], durable=False, mode=0o600)
+            self.stores += 1
+        except (OSError, TypeError, ValueError, RecursionError):
+            return
+
+    def _lookup(self, path: str):
+        from . import modelcodec
+        from .diagnostics import Diagnostic
+        from .frontend.source import read_source
+        from .model import Manifest
+        key = entry_key(path)
+        try:
+            found = read_entry(entry_file(self.directory, key), key)
+        except FileNotFoundError:
+            return None
+        if found is None:
+            return None
+        entry = modelcodec.loads(found[1].decode("ascii"))
+        sources = {}
+        for name, real, digest in entry["deps"]:
+            text, problem = read_source(name)
+            if problem is not None or _digest(text) != digest or os.path.realpath(name) != real:
+                return None
+            sources[name] = text
+        manifest, diagnostics = entry["model"]
+        if not isinstance(manifest, Manifest) or not all(isinstance(d, Diagnostic)
+                                                         for d in diagnostics):
+            return None
+        return manifest, list(diagnostics), sources
+
+
+def caching_disabled() -> bool:
+    """``SEVM_NO_CACHE`` set to anything but empty or 0 turns every cache off."""
+    return os.environ.get("SEVM_NO_CACHE", "") not in ("", "0")
+
+
+def open_compile_cache() -> CompileCache | None:
+    """The cache commands use: None when caching is disabled."""
+    if caching_disabled():
+        return None
+    from .cachedir import default_cache_dir
+    return CompileCache(default_cache_dir())

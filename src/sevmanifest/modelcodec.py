@@ -1,0 +1,100 @@
+"""The model and its diagnostics as JSON text, for the compiled-manifest cache.
+
+Why not pickle: a cache directory can come from somewhere less trusted than the code (CI
+systems restore caches saved by other branches), and unpickling runs whatever the data
+names.  This decoder builds only the frozen dataclasses and enums of ``model`` and
+``diagnostics``, through their own constructors; anything else is a ``ValueError``.
+
+Encoding: JSON's own types for None, bool, int and str; every other value is a one-key
+tagged object (so every JSON object in the text is one): ``{"T": [...]}`` tuple,
+``{"M": [[k, v], ...]}`` mapping, ``{"B": hex}`` bytes, ``{"P": str}`` path,
+``{"E": [class, value]}`` enum member, ``{"C": [class, [[field, value], ...]]}``
+dataclass.  Lists stay lists.  Undecodable file-name bytes (surrogate escapes) survive:
+``json`` writes lone surrogates as ``\\udcXX`` and reads them back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import diagnostics, model
+
+
+def _allowed() -> dict[str, type]:
+    classes = {}
+    for module in (model, diagnostics):
+        for name, obj in vars(module).items():
+            if not isinstance(obj, type) or obj.__module__ != module.__name__:
+                continue
+            frozen = dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen
+            if frozen or issubclass(obj, enum.Enum):
+                classes[name] = obj
+    return classes
+
+
+_CLASSES = _allowed()
+
+
+def dumps(value: Any) -> str:
+    """JSON text for ``value``; ``TypeError`` for a type the decoder would not rebuild."""
+    return json.dumps(_encode(value), separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """The value ``dumps`` encoded; ``ValueError`` for anything it would not have written."""
+    return json.loads(text, object_hook=_decode)
+
+
+def _encode(value: Any) -> Any:
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if isinstance(value, enum.Enum):  # before int: IntFlag members are ints
+        return {"E": [_class_name(value), value.value]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = [[f.name, _encode(getattr(value, f.name))]
+                  for f in dataclasses.fields(value) if f.init]
+        return {"C": [_class_name(value), fields]}
+    if isinstance(value, tuple):
+        return {"T": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {"M": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, bytes):
+        return {"B": value.hex()}
+    if isinstance(value, Path):
+        return {"P": str(value)}
+    if isinstance(value, (str, int)):  # a subclass (e.g. a parser token): its plain value
+        return str(value) if isinstance(value, str) else int(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _class_name(value: Any) -> str:
+    name = type(value).__name__
+    if _CLASSES.get(name) is not type(value):
+        raise TypeError(f"{name} is not a model class")
+    return name
+
+
+def _decode(obj: dict) -> Any:
+    if len(obj) != 1:
+        raise ValueError("not a tagged value")
+    (tag, payload), = obj.items()
+    if tag == "T" and isinstance(payload, list):
+        return tuple(payload)
+    if tag == "M" and isinstance(payload, list):
+        return {k: v for k, v in payload}
+    if tag == "B" and isinstance(payload, str):
+        return bytes.fromhex(payload)
+    if tag == "P" and isinstance(payload, str):
+        return Path(payload)
+    if tag in ("E", "C") and isinstance(payload, list) and len(payload) == 2:
+        cls = _CLASSES.get(payload[0]) if isinstance(payload[0], str) else None
+        if cls is not None and tag == "E" and issubclass(cls, enum.Enum):
+            return cls(payload[1])
+        if cls is not None and tag == "C" and isinstance(payload[1], list):
+            return cls(**{name: v for name, v in payload[1]})
+    raise ValueError(f"unknown tagged value {tag!r}")
