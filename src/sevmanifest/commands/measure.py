@@ -46,14 +46,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..measure.digest import compute_many
-    from ..measure.report import to_json, to_text
+    from ..lock.shared import Prefetch
     from .common import bytes_safe_output, load_manifest, select_vms
     bytes_safe_output()
 
     inputs, tik = _measurement_inputs(args)  # usage errors before any hashing
     vms = select_vms(load_manifest(args.file), args.vm)
-    results = compute_many(vms, cache=_cache(args))
+    # the firmware is left to compute_many: it needs the hash state, not only the digest
+    hashing = Prefetch((a for vm in vms for a in (vm.kernel, vm.initrd) if a), _cache(args))
+    from ..measure.digest import compute_many
+    from ..measure.report import to_json, to_text
+    results = compute_many(vms, cache=hashing.digests())
     hmacs = _hmacs(results, inputs, tik) if inputs else None
     if args.dump_vmsa:
         _dump_vmsa(Path(args.dump_vmsa), results)

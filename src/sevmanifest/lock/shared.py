@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from ..diagnostics import DiagnosticError
+from ..model import Artefact
 
 Identity = tuple[int, int, int, int, int]
 # resolved path -> (identity before hashing, sha256 hex)
@@ -31,21 +32,28 @@ def identity(st: os.stat_result) -> Identity:
 def hash_shared(samples: Sequence[str], cache) -> Known:
     """Digests of every artefact the manifests ``samples`` name (compiled here, quietly)."""
     from ..commands.common import compile_manifest
-    from ..measure.hashing import FileKeys, HashJob, hash_artefacts
-    artefacts = {}
+    artefacts = []
     for path in samples:
         manifest, diagnostics = compile_manifest(path)
         if manifest is not None and not any(d.is_error for d in diagnostics):
-            for vm in manifest.vms:
-                artefacts.update((a.path, a) for a in vm.artefacts)
+            artefacts += [a for vm in manifest.vms for a in vm.artefacts]
+    return hash_known(artefacts, cache)
+
+
+def hash_known(artefacts: Iterable[Artefact], cache) -> Known:
+    """Digests of ``artefacts`` (each distinct file once, in threads), with the identity each
+    file had before it was read; files that cannot be hashed are left out (whoever hashes
+    them later reports why)."""
+    from ..measure.hashing import FileKeys, HashJob, hash_artefacts
+    by_path = {a.path: a for a in artefacts}
     keys = FileKeys()
     before = {}
-    for path in artefacts:
+    for path in by_path:
         try:
             before[keys[path]] = identity(os.stat(keys[path]))
         except OSError:
-            continue  # the worker reports it
-    jobs = [HashJob(a, keep_state=False) for p, a in artefacts.items() if keys[p] in before]
+            continue
+    jobs = [HashJob(a, keep_state=False) for p, a in by_path.items() if keys[p] in before]
     try:
         found = hash_artefacts(jobs, cache=cache, keys=keys)
     except DiagnosticError:
@@ -74,3 +82,47 @@ class SharedDigests:
         self.learned[os.path.realpath(path)] = (identity(st), sha256_hex)
         if self.disk is not None:
             self.disk.store(path, st, sha256_hex)
+
+
+class Prefetch:
+    """``hash_known`` in a background thread, started as soon as the artefacts are known, so
+    the files are read while the caller goes on (``sevm measure`` imports the VMSA, digest and
+    report modules meanwhile: ~40 ms of a ~0.3 s run hidden behind the initrd's hashing).
+    ``digests()`` waits for it and returns the ``SharedDigests`` to measure with."""
+
+    def __init__(self, artefacts: Iterable[Artefact], disk=None):
+        import threading
+        self.disk = disk
+        self._known: Known = {}
+        self._thread = threading.Thread(target=self._run, args=(list(artefacts),),
+                                        name="sevm-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self, artefacts: list[Artefact]) -> None:
+        try:
+            self._known = self._from_earlyhash(artefacts)
+            rest = [a for a in artefacts if os.path.realpath(a.path) not in self._known]
+            self._known.update(hash_known(rest, self.disk))
+        except Exception:  # noqa: BLE001 - whatever failed here fails again, reported, later
+            self._known = {}
+
+    def _from_earlyhash(self, artefacts: list[Artefact]) -> Known:
+        """What ``earlyhash`` hashed of these artefacts and is still the same file; stored
+        in the digest cache like anything hashed here."""
+        from .. import earlyhash
+        early = earlyhash.results()
+        out: Known = {}
+        for real in {os.path.realpath(a.path) for a in artefacts} & set(early):
+            try:
+                st = os.stat(real)
+            except OSError:
+                continue
+            if identity(st) == early[real][0]:
+                out[real] = early[real]
+                if self.disk is not None:
+                    self.disk.store(Path(real), st, early[real][1])
+        return out
+
+    def digests(self) -> SharedDigests:
+        self._thread.join()
+        return SharedDigests(self._known, self.disk)

@@ -1,0 +1,98 @@
+"""Start hashing the kernel and initrd of ``sevm measure FILE`` before sevm has loaded.
+
+A launch digest is mostly SHA-256 over the artefacts, and the largest file (a 128 MiB
+initrd: ~0.12 s) bounds the run.  Loading the CLI, the model and the measurement modules
+takes ~0.1 s more, and the file names are only known once the manifest is compiled.  But an
+unchanged manifest has an entry in the compiled-manifest cache whose header names its kernel
+and initrd: the ``sevm`` entry point (``entry.py``) calls ``start`` first, and one thread
+reads that header and hashes those files while the main thread loads everything else.
+
+The result is a guess, never trusted as such: ``lock.shared.Prefetch`` uses a digest only
+for a file the compiled manifest really names, and only while the file has the identity
+(device, inode, size, mtime, ctime) it had before it was read; anything else is hashed
+again.  Files the digest cache already knows are left to it.  Nothing here reports errors:
+whatever fails is done again, and reported, by the normal path.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+Identity = tuple[int, int, int, int, int]
+_thread: threading.Thread | None = None
+_found: dict[str, tuple[Identity, str]] = {}
+
+
+def start(argv: list[str]) -> None:
+    """Begin, in a thread, for the manifest among ``argv`` (the words after ``measure``)."""
+    global _thread
+    from .compilecache import caching_disabled
+    if caching_disabled():
+        return
+    candidates = [word for word in argv if word and not word.startswith("-")]
+    use_digest_cache = "--no-cache" not in argv
+    _thread = threading.Thread(target=_run, args=(candidates, use_digest_cache),
+                               name="sevm-earlyhash", daemon=True)
+    _thread.start()
+
+
+def results() -> dict[str, tuple[Identity, str]]:
+    """Real path -> (identity before hashing, sha256 hex); waits for the thread."""
+    if _thread is not None:
+        _thread.join()
+    return dict(_found)
+
+
+def _run(candidates: list[str], use_digest_cache: bool) -> None:
+    try:
+        for path in _files_to_hash(candidates, use_digest_cache):
+            _hash(path)
+    except Exception:  # noqa: BLE001 - a guess that failed; the normal path does the work
+        pass
+
+
+def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:
+    from . import compilecache
+    from .cachedir import default_cache_dir
+    cache_dir = os.fspath(default_cache_dir())
+    for candidate in candidates:  # an option's value is no manifest: it has no entry
+        key = compilecache.entry_key(candidate)
+        try:
+            found = compilecache.read_entry(compilecache.entry_file(cache_dir, key), key)
+        except (OSError, ValueError):
+            continue
+        if found is None:
+            continue
+        paths = [os.path.realpath(p) for p in found[0].get("prefetch", []) if isinstance(p, str)]
+        if use_digest_cache:
+            from .lock.cache import CACHE_SUBDIR, entry_name
+            known = os.path.join(cache_dir, CACHE_SUBDIR)
+            paths = [p for p in paths if not os.path.exists(os.path.join(known, entry_name(p)))]
+        return sorted(set(paths), key=_size, reverse=True)  # the largest first
+    return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _hash(path: str) -> None:
+    import stat
+
+    from .measure.stream import MAX_LOADED_SIZE, stream_into
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LOADED_SIZE:
+            return
+        state = hashlib.sha256()
+        if stream_into(fd, state) != st.st_size:
+            return
+    finally:
+        os.close(fd)
+    _found[path] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+                    state.hexdigest())
