@@ -1,10 +1,12 @@
 """The benchmark's report: the machine, then one table per scenario, ratios and targets."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from inputs import MIB, Sizes
 from scenarios import Scenario
@@ -17,10 +19,45 @@ def machine() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": f"{platform.system()} {platform.release()}",
+        "sevmanifest": sevmanifest_install(),
         "openssl": _first_line(["openssl", "version"]),
         "sev-snp-measure": _dist_version("sev-snp-measure"),
         "lark": _dist_version("lark"),
     }
+
+
+EDITABLE_NOTE = ("editable install (adds setuptools' import hook to every start-up: measure "
+                 "with a regular install, see bench/README.md)")
+
+
+def sevmanifest_install() -> str:
+    """The version of sevmanifest the benchmark runs, and how it is installed.
+
+    An editable install (``pip install -e``) puts setuptools' finder on ``sys.meta_path`` of
+    every interpreter start, which costs ~25 ms per ``sevm`` run that users do not pay.
+    """
+    try:
+        dist = metadata.distribution("sevmanifest")
+    except metadata.PackageNotFoundError:
+        return "not installed (imported from sys.path)"
+    mode = EDITABLE_NOTE if is_editable(dist) else "regular install"
+    return f"{dist.version}, {mode}"
+
+
+def is_editable(dist: metadata.Distribution) -> bool:
+    """PEP 660 / PEP 610: pip records ``"editable": true`` in ``direct_url.json``; setuptools
+    installs an ``__editable__.<name>-<version>.pth`` (and maybe a finder module) beside it."""
+    try:
+        direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        direct_url = {}
+    if direct_url.get("dir_info", {}).get("editable"):
+        return True
+    if any(Path(str(f)).name.startswith("__editable__") for f in dist.files or ()):
+        return True
+    site = Path(str(dist.locate_file("")))
+    prefix = f"__editable__.{dist.metadata['Name'].replace('-', '_')}-"
+    return any(site.glob(f"{prefix}*.pth"))
 
 
 def _cpu_model() -> str:
@@ -76,11 +113,13 @@ def scenario_markdown(s: Scenario) -> str:
         lines.append(f"| {c.label} | {c.wall:.3f} s | {low:.3f}–{high:.3f} s | {c.cpu:.3f} s | "
                      f"{c.rss_mib:.1f} MiB | {c.wall / reference.wall:.2f}× {_short(base)} |")
     lines.append("")
-    for line in target_lines(s):
+    for line in target_lines(s) + ratio_lines(s):
         lines.append(f"- {line}")
     for check in s.checks:
         mark = "FAILED" if check in s.failures else "ok"
         lines.append(f"- check ({mark}): {check}")
+    for note in s.notes:
+        lines.append(f"- note: {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -97,6 +136,12 @@ def target_lines(s: Scenario) -> list[str]:
         verdict = "met" if rss <= limit else f"MISSED by {rss / limit - 1:.0%}"
         out.append(f"{label} peak RSS: {rss:.1f} MiB (target ≤ {limit:g} MiB): {verdict}")
     return out
+
+
+def ratio_lines(s: Scenario) -> list[str]:
+    return [f"{subject} / {baseline}: "
+            f"{s.contender(subject).wall / s.contender(baseline).wall:.2f}× (informational)"
+            for subject, baseline in s.ratios]
 
 
 def _short(label: str) -> str:
@@ -119,6 +164,8 @@ def as_json(s: Scenario) -> dict:
                         "rss_mib": c.rss_mib,
                         "samples": [vars(x) for x in c.samples]} for c in s.contenders],
         "targets": target_lines(s),
+        "ratios": ratio_lines(s),
         "checks": s.checks,
         "failures": s.failures,
+        "notes": s.notes,
     }

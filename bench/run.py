@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from inputs import MIB, SMALL, Sizes, make_inputs, wait_until_cacheable  # noqa: E402
 from report import as_json, header, machine, scenario_markdown  # noqa: E402
-from scenarios import (Tools, after_lock, check_scenario, lock_scenario,  # noqa: E402
+from scenarios import (Caches, Tools, check_scenario, lock_scenario,  # noqa: E402
                        matrix_scenario, measure_scenario)
 from timing import CommandFailed, measure  # noqa: E402
 
@@ -84,19 +84,24 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     cache_home = workdir / "xdg-cache"
     drop = ("SEVM_NO_CACHE", "SEVM_DEBUG", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["XDG_CACHE_HOME"] = str(cache_home)  # grammar and digest caches of this run only
+    env["XDG_CACHE_HOME"] = str(cache_home)  # grammar, digest, compiled caches of this run only
     # Bytecode caching on, as in any normal installation (the warm-up run writes it), kept
     # in the work directory rather than in the source tree.
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    caches = Caches(cache_home)
     tools = Tools.find()
     wait_until_cacheable(inputs.artefacts.paths)
     builders = {
-        "measure": lambda: measure_scenario(inputs, tools, env),
+        "measure": lambda: measure_scenario(inputs, tools, env, caches),
         "matrix": lambda: matrix_scenario(inputs, tools, env, sizes.matrix_variants),
-        "check": lambda: check_scenario(inputs, tools),
-        "lock": lambda: lock_scenario(inputs, tools, cache_home),
+        "check": lambda: check_scenario(inputs, tools, env, caches),
+        "lock": lambda: lock_scenario(inputs, tools, env, caches),
     }
-    print(header(sizes, runs, machine()))
+    info = machine()
+    if "editable" in info["sevmanifest"]:
+        print("bench: sevmanifest is an editable install, which slows every start-up; "
+              "see bench/README.md to measure a regular one", file=sys.stderr)
+    print(header(sizes, runs, info))
     results, failed = [], False
     for key in SCENARIOS:
         if key not in wanted:
@@ -107,14 +112,14 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         scenario.load.append(os.getloadavg())
         measure(scenario.contenders, runs=runs, env=env)
         scenario.load.append(os.getloadavg())
-        if key == "lock":
-            after_lock(scenario, inputs)
+        if scenario.after is not None:
+            scenario.after()
         print(scenario_markdown(scenario), flush=True)
         results.append(scenario)
         failed |= bool(scenario.failures)
     if args.json:
         args.json.write_text(json.dumps({"sizes": dataclasses.asdict(sizes), "runs": runs,
-                                         "machine": machine(),
+                                         "machine": info,
                                          "scenarios": [as_json(s) for s in results]}, indent=2))
     return 1 if failed else 0
 

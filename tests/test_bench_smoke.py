@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -38,18 +39,71 @@ def test_benchmark_runs_at_a_tiny_size(repo, tmp_path):
         assert title in report, report
     assert "check (FAILED)" not in report
     assert "## Machine" in report and "cores:" in report
+    assert f"- sevmanifest: {metadata.version('sevmanifest')}, " in report
+    # the rows said to run with a warm compiled-manifest cache really had one
+    assert "no compiled-manifest cache was written" not in report
     data = json.loads(out_json.read_text())
     labels = {c["label"] for s in data["scenarios"] for c in s["contenders"]}
-    assert {"sevm measure", "openssl dgst -sha256", "sev-snp-measure", "sevm check",
-            "sevm measure, 32 variants", "sevm lock x16, cold cache",
-            "sevm lock x16, warm cache"} <= labels
+    assert {"sevm measure", "sevm measure, manifest just edited", "openssl dgst -sha256",
+            "sev-snp-measure", "sevm check, manifest just edited",
+            "sevm check, unchanged manifest", "sevm measure, 32 variants",
+            "sevm lock x16, cold caches",
+            "sevm lock x16, warm digest cache, compiled cache empty",
+            "sevm lock x16, warm caches"} <= labels
+    by_key = {s["title"].split(".")[0]: s for s in data["scenarios"]}
+    # targets judge the warm measure row and the just-edited check row; the others are
+    # reported as ratios without a target
+    assert [t.split(" / ")[0] for t in by_key["1"]["targets"][:2]] == ["sevm measure"] * 2
+    assert len(by_key["1"]["ratios"]) == 2
+    assert by_key["3"]["targets"][0].startswith("sevm check, manifest just edited / ")
+    assert by_key["3"]["ratios"][0].startswith("sevm check, unchanged manifest / ")
+    assert by_key["4"]["ratios"][0].startswith("sevm lock x16, warm digest cache, ")
     for scenario in data["scenarios"]:
         assert scenario["failures"] == []
+        assert scenario["notes"] == []
         for contender in scenario["contenders"]:
             assert contender["wall"] > 0 and contender["rss_mib"] > 0
-    # the lock scenario really wrote the locks, and the warm runs found a digest cache
+    # the lock scenario really wrote the locks, and the warm runs found a digest cache and a
+    # compiled-manifest cache; emptying the caches never removed Lark's grammar cache
     assert len(list((tmp_path / "work" / "fleet").glob("*.sevm.lock"))) == 16
-    assert list((tmp_path / "work" / "xdg-cache" / "sevmanifest" / "digests-v1").rglob("*"))
+    caches = tmp_path / "work" / "xdg-cache" / "sevmanifest"
+    assert list((caches / "digests-v1").rglob("*"))
+    assert list((caches / "compiled-v1").rglob("*"))
+    assert list(caches.glob("grammar-*.lark-cache"))
+
+
+def _dist_info(tmp_path, direct_url: str | None, record: str = ""):
+    info = tmp_path / "sevmanifest-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sevmanifest\nVersion: 0.1.0\n")
+    (info / "RECORD").write_text(record)
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(direct_url)
+    return metadata.PathDistribution(info)
+
+
+@pytest.fixture()
+def report_module(repo, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo / "bench"))
+    import report
+    return report
+
+
+def test_bench_tells_an_editable_install_from_a_regular_one(report_module, tmp_path):
+    is_editable = report_module.is_editable
+    # pip's record of `pip install -e .` (PEP 610)
+    assert is_editable(_dist_info(tmp_path / "a", '{"url": "file:///src", '
+                                  '"dir_info": {"editable": true}}'))
+    # `pip install .` from a directory, and from an index (no direct_url.json)
+    assert not is_editable(_dist_info(tmp_path / "b", '{"url": "file:///src", "dir_info": {}}',
+                                      "sevmanifest/__init__.py,sha256=x,1\n"))
+    assert not is_editable(_dist_info(tmp_path / "c", None))
+    # setuptools' editable .pth, listed in RECORD or only present beside the metadata
+    assert is_editable(_dist_info(tmp_path / "d", None,
+                                  "__editable__.sevmanifest-0.1.0.pth,sha256=x,1\n"))
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "__editable__.sevmanifest-0.1.0.pth").write_text("/src\n")
+    assert is_editable(_dist_info(tmp_path / "e", None))
 
 
 def test_benchmark_rejects_unknown_scenarios(repo):
