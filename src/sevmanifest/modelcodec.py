@@ -8,6 +8,7 @@ names.  This decoder builds only the frozen dataclasses and enums of ``model`` a
 Encoding: JSON's own types for None, bool, int and str; every other value is a one-key
 tagged object (so every JSON object in the text is one): ``{"T": [...]}`` tuple,
 ``{"M": [[k, v], ...]}`` mapping, ``{"B": hex}`` bytes, ``{"P": str}`` path,
+``{"S": [file, line, column, end_line, end_column]}`` source span (the commonest node),
 ``{"E": [class, value]}`` enum member, ``{"C": [class, [[field, value], ...]]}``
 dataclass.  Lists stay lists.  Undecodable file-name bytes (surrogate escapes) survive:
 ``json`` writes lone surrogates as ``\\udcXX`` and reads them back.
@@ -51,6 +52,8 @@ def loads(text: str) -> Any:
 def _encode(value: Any) -> Any:
     if value is None or type(value) in (bool, int, str):
         return value
+    if type(value) is model.Span:  # the most common node by far: kept compact
+        return {"S": [value.file, value.line, value.column, value.end_line, value.end_column]}
     if isinstance(value, enum.Enum):  # before int: IntFlag members are ints
         return {"E": [_class_name(value), value.value]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -83,18 +86,33 @@ def _decode(obj: dict) -> Any:
     if len(obj) != 1:
         raise ValueError("not a tagged value")
     (tag, payload), = obj.items()
-    if tag == "T" and isinstance(payload, list):
-        return tuple(payload)
-    if tag == "M" and isinstance(payload, list):
-        return {k: v for k, v in payload}
-    if tag == "B" and isinstance(payload, str):
-        return bytes.fromhex(payload)
-    if tag == "P" and isinstance(payload, str):
-        return Path(payload)
-    if tag in ("E", "C") and isinstance(payload, list) and len(payload) == 2:
-        cls = _CLASSES.get(payload[0]) if isinstance(payload[0], str) else None
-        if cls is not None and tag == "E" and issubclass(cls, enum.Enum):
-            return cls(payload[1])
-        if cls is not None and tag == "C" and isinstance(payload[1], list):
-            return cls(**{name: v for name, v in payload[1]})
-    raise ValueError(f"unknown tagged value {tag!r}")
+    decode = _DECODERS.get(tag)
+    if decode is None or not isinstance(payload, _PAYLOAD_TYPES[tag]):
+        raise ValueError(f"unknown tagged value {tag!r}")
+    return decode(payload)
+
+
+def _span(payload: list) -> model.Span:
+    file, line, column, end_line, end_column = payload
+    return model.Span(file, line, column, end_line, end_column)
+
+
+def _member(payload: list) -> enum.Enum:
+    name, value = payload
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None or not issubclass(cls, enum.Enum):
+        raise ValueError(f"not a model enum: {name!r}")
+    return cls(value)
+
+
+def _instance(payload: list) -> Any:
+    name, fields = payload
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None or issubclass(cls, enum.Enum) or not isinstance(fields, list):
+        raise ValueError(f"not a model class: {name!r}")
+    return cls(**{field: value for field, value in fields})
+
+
+_DECODERS = {"T": tuple, "M": lambda pairs: {k: v for k, v in pairs}, "B": bytes.fromhex,
+             "P": Path, "S": _span, "E": _member, "C": _instance}
+_PAYLOAD_TYPES = {"T": list, "M": list, "B": str, "P": str, "S": list, "E": list, "C": list}
