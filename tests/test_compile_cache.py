@@ -205,13 +205,15 @@ def _corruptions(entry: Path):
     yield "truncated", data[: len(data) // 2]
     yield "empty", b""
     yield "no check line", body
-    # a planted entry whose check line is right but whose JSON is not the codec's
-    planted = json.dumps({"key": "x"}).encode()
+    # planted entries whose check line is right: not the codec's JSON, another key
     import hashlib
-    yield "planted", hashlib.sha256(planted).hexdigest().encode() + b"\n" + planted
+    for kind, rest in (("planted", b"\n" + json.dumps({"key": "x"}).encode()),
+                       ("other key", body.replace(b'"key"', b'"kex"', 1))):
+        yield kind, hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest
 
 
-@pytest.mark.parametrize("kind", ["bit flip", "truncated", "empty", "no check line", "planted"])
+@pytest.mark.parametrize("kind", ["bit flip", "truncated", "empty", "no check line", "planted",
+                                  "other key"])
 def test_a_damaged_entry_is_a_quiet_miss(cache_home, fleet, kind):
     expected = common._compiled("fleet/db.sevm")
     entry, = _entries(cache_home)

@@ -10,9 +10,9 @@ unchanged file.
 
 Layout: ``$XDG_CACHE_HOME/sevmanifest/compiled-v1/XX/…``, one file per (working directory,
 manifest path as given), so an edited manifest replaces its entry rather than adding one.
-A file is a SHA-256 line over the rest; a JSON header line with the key and the kernel and
-initrd paths (``earlyhash`` reads only this); then the body: the source files' paths, real
-paths and digests, and the model (``modelcodec``: no pickle, nothing in it is executed).  Only compilations without
+A file is a SHA-256 line over the rest; a header line with the kernel and initrd paths
+(hex of their NUL-separated bytes: ``earlyhash`` reads only this); then the body: the key,
+the source files' paths, real paths and digests, and the model (``modelcodec``: no pickle, nothing in it is executed).  Only compilations without
 errors are stored; their warnings are replayed on a hit.  Any trouble reading an entry is a
 miss, any trouble writing one is ignored: the cache is a speed-up, never a source of errors.
 ``SEVM_NO_CACHE=1`` turns it off (with the digest cache).
@@ -20,12 +20,11 @@ miss, any trouble writing one is ignored: the cache is a speed-up, never a sourc
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: importing typing costs earlyhash ~8 ms
 if TYPE_CHECKING:
     from .diagnostics import Diagnostic
     from .model import Manifest
@@ -50,8 +49,10 @@ def code_fingerprint() -> str:
 
 def _code_fingerprint() -> str:
     package = os.path.dirname(os.path.abspath(__file__))
-    files = [os.path.join(folder, name) for folder, _, names in os.walk(package)
-             for name in names if name.endswith((".py", ".lark"))]
+    files = []
+    for folder, subfolders, names in os.walk(package):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        files += [os.path.join(folder, n) for n in names if n.endswith((".py", ".lark"))]
     checkout_grammar = os.path.join(package, "..", "..", "grammar", "sevm.lark")
     if os.path.exists(checkout_grammar):  # a source checkout keeps it outside the package
         files.append(os.path.normpath(checkout_grammar))
@@ -74,18 +75,16 @@ def entry_file(cache_dir: str, key: str) -> str:
     return os.path.join(cache_dir, CACHE_SUBDIR, name[:2], name[2:])
 
 
-def read_entry(file: str, key: str) -> tuple[dict, bytes] | None:
-    """The header (``key``, ``prefetch``) and the undecoded body of an intact entry for
-    ``key``; None when there is none, or it is damaged or for something else."""
+def read_entry(file: str) -> tuple[list[str], bytes] | None:
+    """The kernel and initrd paths and the undecoded body of an intact entry, or None when
+    it is damaged.  No JSON here: ``earlyhash`` calls this before json is loaded."""
     raw = _read_bounded(file)
     check, _, rest = raw.partition(b"\n")
     if hashlib.sha256(rest).hexdigest().encode("ascii") != check:
         return None
-    header_line, _, body = rest.partition(b"\n")
-    header = json.loads(header_line)
-    if not isinstance(header, dict) or header.get("key") != key:
-        return None
-    return header, body
+    header, _, body = rest.partition(b"\n")
+    paths = bytes.fromhex(header.decode("ascii"))
+    return [os.fsdecode(p) for p in paths.split(b"\0") if p], body
 
 
 def _digest(text: str) -> str:
@@ -137,11 +136,12 @@ class CompileCache:
         try:
             key = entry_key(path)
             # what `sevm measure` may start hashing before it has even parsed its options
-            prefetch = sorted({os.fspath(a.path) for vm in manifest.vms
+            prefetch = sorted({os.fsencode(a.path) for vm in manifest.vms
                                for a in (vm.kernel, vm.initrd) if a is not None})
-            header = json.dumps({"key": key, "prefetch": prefetch}).encode("ascii")
+            header = b"\0".join(prefetch).hex().encode("ascii")
             deps = [[name, os.path.realpath(name), _digest(text)] for name, text in sources.items()]
-            body = modelcodec.dumps({"deps": deps, "model": [manifest, list(diagnostics)]})
+            body = modelcodec.dumps({"key": key, "deps": deps,
+                                     "model": [manifest, list(diagnostics)]})
             rest = header + b"\n" + body.encode("ascii")  # json escapes all else
             if len(rest) > MAX_ENTRY_SIZE:
                 return
@@ -161,12 +161,14 @@ class CompileCache:
         from .model import Manifest
         key = entry_key(path)
         try:
-            found = read_entry(entry_file(self.directory, key), key)
+            found = read_entry(entry_file(self.directory, key))
         except FileNotFoundError:
             return None
         if found is None:
             return None
         entry = modelcodec.loads(found[1].decode("ascii"))
+        if entry["key"] != key:
+            return None
         sources = {}
         for name, real, digest in entry["deps"]:
             text, problem = read_source(name)
@@ -189,5 +191,5 @@ def open_compile_cache() -> CompileCache | None:
     """The cache commands use: None when caching is disabled."""
     if caching_disabled():
         return None
-    from .cachedir import default_cache_dir
-    return CompileCache(default_cache_dir())
+    from .cachedir import cache_root
+    return CompileCache(cache_root())

@@ -54,22 +54,22 @@ def _run(candidates: list[str], use_digest_cache: bool) -> None:
 
 def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:
     from . import compilecache
-    from .cachedir import default_cache_dir
-    cache_dir = os.fspath(default_cache_dir())
+    from .cachedir import DIGESTS_SUBDIR, cache_root, digest_entry_name
+    root = cache_root()
     for candidate in candidates:  # an option's value is no manifest: it has no entry
-        key = compilecache.entry_key(candidate)
         try:
-            found = compilecache.read_entry(compilecache.entry_file(cache_dir, key), key)
+            found = compilecache.read_entry(compilecache.entry_file(
+                root, compilecache.entry_key(candidate)))
         except (OSError, ValueError):
             continue
         if found is None:
             continue
-        paths = [os.path.realpath(p) for p in found[0].get("prefetch", []) if isinstance(p, str)]
+        paths = {os.path.realpath(p) for p in found[0]}
         if use_digest_cache:
-            from .lock.cache import CACHE_SUBDIR, entry_name
-            known = os.path.join(cache_dir, CACHE_SUBDIR)
-            paths = [p for p in paths if not os.path.exists(os.path.join(known, entry_name(p)))]
-        return sorted(set(paths), key=_size, reverse=True)  # the largest first
+            known = os.path.join(root, DIGESTS_SUBDIR)
+            paths = {p for p in paths if not os.path.exists(os.path.join(known,
+                                                                         digest_entry_name(p)))}
+        return sorted(paths, key=_size, reverse=True)  # the largest first
     return []
 
 

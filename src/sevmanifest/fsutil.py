@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +108,7 @@ def _payload(data: bytes | str) -> bytes:
 
 def _create(target: Path, payload: bytes) -> _Temporary:
     """The temporary file beside ``target`` with ``payload`` written (not yet synced)."""
+    import tempfile  # here, not at the top: every command imports this module, few write
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -198,6 +198,7 @@ def replace_with_chunks(path: str | os.PathLike, chunks: Iterable[bytes], *,
     (``durable=False``: digest-cache entries, where a lost entry is only a miss).  Raises
     OSError as it comes; unlike atomic_write, ``path`` is never treated as a stream.
     """
+    import tempfile
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

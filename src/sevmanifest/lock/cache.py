@@ -29,19 +29,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..cachedir import DIGESTS_SUBDIR as CACHE_SUBDIR
 from ..cachedir import default_cache_dir  # noqa: F401 - also public here
+from ..cachedir import digest_entry_name as entry_name
 
-CACHE_SUBDIR = "digests-v1"
 # Longer than the coarsest common timestamp granularity (FAT: 2 s) plus a margin.
 RACY_SECONDS = 3
 MAX_ENTRY_SIZE = 64 << 10  # an entry is ~300 bytes (more only for very long paths)
 _HEX = frozenset("0123456789abcdef")
-
-
-def entry_name(real: str) -> str:
-    """The entry of the file at real path ``real``, relative to the cache's directory."""
-    name = hashlib.sha256(os.fsencode(real)).hexdigest()
-    return os.path.join(name[:2], name[2:])
 
 
 def _key(real: str, st: os.stat_result) -> dict:
