@@ -45,6 +45,7 @@ from .strings import decode_string
 _WORD_TOKENS = {"GUEST_TYPE", "ON_OFF", "ALLOW_DENY", "VMM", "POLICY_FIELD", "DISK_FORMAT",
                 "NET", "CONSOLE"}
 _KEYED_BY_FIRST_TOKEN = {"policy_field"}  # the setting's key is the POLICY_FIELD token
+_VALUE_TOKENS = frozenset(_WORD_TOKENS | {"STRING"})  # never an option name ("sha256")
 
 
 @lru_cache(maxsize=1)
@@ -136,18 +137,18 @@ class _Builder(Transformer):
         out = []
         for child in children:
             if isinstance(child, Token):
-                if child.type == "_NL":
-                    self._collect_comments(child)
-                else:
+                if child.type != "_NL":
                     out.append(child)
+                elif "#" in child:  # most newlines carry no comment
+                    self._collect_comments(child)
             elif isinstance(child, Tree):
-                out.extend(self._tokens(child.children))
+                out += self._tokens(child.children)
         return out
 
     def _collect_comments(self, token: Token) -> None:
         line = token.line
         column = token.column
-        for raw in str(token).split("\n"):
+        for raw in token.value.split("\n"):
             stripped = raw.lstrip(" \t")
             if stripped.startswith("#"):
                 col = column + (len(raw) - len(stripped))
@@ -156,22 +157,24 @@ class _Builder(Transformer):
             column = 1
 
     def _value(self, token: Token) -> ast.Value:
-        span = _span(self.file, token, token)
+        span = Span(self.file, token.line, token.column, token.end_line, token.end_column)
         kind = token.type
+        text = token.value  # the token's text as a plain str
         if kind == "STRING":
-            data, problems = decode_string(str(token), span)
-            self.diagnostics.extend(problems)
-            return ast.Value("string", data, str(token), span)
+            data, problems = decode_string(text, span)
+            if problems:
+                self.diagnostics.extend(problems)
+            return ast.Value("string", data, text, span)
         if kind == "INT":
-            return ast.Value("int", self._number(str(token), span), str(token), span)
+            return ast.Value("int", self._number(text, span), text, span)
         if kind == "SIZE":
-            digits, unit = _SIZE.fullmatch("".join(str(token).split())).groups()
+            digits, unit = _SIZE.fullmatch("".join(text.split())).groups()
             size = self._number(digits, span) * _UNITS[unit[0]]
             return ast.Value("size", size, digits + unit, span)
         if kind == "VERSION":
-            major, minor = (self._number(part, span) for part in str(token).split("."))
-            return ast.Value("version", (major, minor), str(token), span)
-        return ast.Value("word", str(token), str(token), span)
+            major, minor = (self._number(part, span) for part in text.split("."))
+            return ast.Value("version", (major, minor), text, span)
+        return ast.Value("word", text, text, span)
 
     def _number(self, text: str, span: Span) -> int:
         # Python refuses to convert decimal strings of more than 4300 digits (and every
@@ -187,16 +190,17 @@ class _Builder(Transformer):
 
     def _setting(self, key: str | None, children, *, options=("sha256", "format")):
         tokens = self._tokens(children)
-        skip = 1
+        first, last = tokens[0], tokens[-1]
         if key is None:  # keyed by its first token (policy fields)
-            key, skip = str(tokens[0]), 1
-        span = _span(self.file, tokens[0], tokens[-1])
+            key = first.value
+        span = Span(self.file, first.line, first.column, last.end_line, last.end_column)
         values, opts, pending = [], [], None
-        for token in tokens[skip:]:
-            if token.type == "COMMA":
+        for token in tokens[1:]:
+            kind = token.type
+            if kind == "COMMA":
                 continue
-            if str(token) in options and token.type not in _WORD_TOKENS | {"STRING"}:
-                pending = str(token)
+            if kind not in _VALUE_TOKENS and token.value in options:
+                pending = token.value
                 continue
             value = self._value(token)
             if pending:
@@ -204,7 +208,7 @@ class _Builder(Transformer):
                 pending = None
             else:
                 values.append(value)
-        key_span = _span(self.file, tokens[0], tokens[0])
+        key_span = Span(self.file, first.line, first.column, first.end_line, first.end_column)
         return ast.Setting(key, self._bounded(key, values), tuple(opts), span, key_span)
 
     def _bounded(self, key: str, values) -> tuple[ast.Value, ...]:
@@ -297,11 +301,17 @@ class _Builder(Transformer):
                          _span(self.file, tokens[0], tokens[-1]))
 
     def __default__(self, data, children, meta):
-        if data.endswith("_stmt"):
-            return self._setting(data[: -len("_stmt")].replace("_", "-"), children)
+        key = _statement_key(data)
+        if key is not None:
+            return self._setting(key, children)
         if data in ("pin", "disk_format"):
             return Tree(data, children)  # flattened by the enclosing statement
         return Tree(data, children, meta)
+
+
+def _statement_key(rule: str) -> str | None:
+    """The setting a ``*_stmt`` rule without a method of its own builds ("kernel-hashes")."""
+    return rule[: -len("_stmt")].replace("_", "-") if rule.endswith("_stmt") else None
 
 
 def _text(value: ast.Value) -> str:
