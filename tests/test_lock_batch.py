@@ -26,6 +26,8 @@ def many(tmp_path, monkeypatch):
     names = make_many(tmp_path, 24, vcpus="1, 2")
     monkeypatch.chdir(tmp_path / "vms")
     monkeypatch.setattr(batch, "MIN_FILES_PER_WORKER", 8)  # a pool for these 24 files
+    # even when an earlier run left them in the compiled-manifest cache
+    monkeypatch.setattr(batch, "_needing_parse", len)
     return names
 
 
@@ -35,6 +37,25 @@ def test_worker_count():
     assert batch._worker_count(48, 8) == 2
     assert batch._worker_count(100, None) == min(len(os.sched_getaffinity(0)), 4)
     assert batch._chunks(list("abcdefg"), 3) == [list("abc"), list("de"), list("fg")]
+
+
+def test_unchanged_manifests_are_locked_in_one_process(tmp_path, monkeypatch):
+    names = make_many(tmp_path, 24, vcpus="1")
+    monkeypatch.chdir(tmp_path / "vms")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SEVM_NO_CACHE", raising=False)
+    monkeypatch.setattr(batch, "MIN_FILES_PER_WORKER", 8)
+    pools = []
+    real = batch._context
+    monkeypatch.setattr(batch, "_context", lambda: pools.append(1) or real())
+    assert batch._needing_parse(names) == 24
+    first = lock_files(names, jobs=3, use_cache=False)  # parses: three workers
+    assert pools == [1] and batch._needing_parse(names) == 0
+    second = lock_files(names, jobs=3, use_cache=False)
+    assert pools == [1] and second.exit_code == first.exit_code == 0
+    assert len(second.unchanged) == 24  # the same bytes as the pooled run wrote
+    monkeypatch.setenv("SEVM_NO_CACHE", "1")
+    assert batch._needing_parse(names) == 24
 
 
 def test_processes_and_one_process_agree(many):

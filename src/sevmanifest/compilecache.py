@@ -127,6 +127,10 @@ class CompileCache:
             self.hits += 1
         return found
 
+    def has_entry(self, path: str) -> bool:
+        """Whether ``path`` has an entry at all (not whether it is still valid)."""
+        return path != "-" and os.path.exists(entry_file(self.directory, entry_key(path)))
+
     def store(self, path: str, manifest: Manifest, diagnostics: list[Diagnostic],
               sources: dict[str, str]) -> None:
         if any(d.is_error for d in diagnostics):

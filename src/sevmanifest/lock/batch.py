@@ -64,7 +64,7 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     """``run_files`` in parts (consecutive files, in order) as workers finish them, so the
     caller can write results while the workers go on.  Close it (``contextlib.closing``)
     if you stop early or fail: that stops the workers at once."""
-    workers = _worker_count(len(paths), jobs)
+    workers = _worker_count(_needing_parse(paths), jobs)
     if workers <= 1:
         yield _run_chunk(list(paths), action, use_cache)[0]
         return
@@ -145,6 +145,18 @@ def default_jobs() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _needing_parse(paths: Sequence[str]) -> int:
+    """How many of ``paths`` have no compiled-manifest entry (an edited manifest's entry
+    still counts: this only sizes the pool).  Parsing is the work worker processes pay for;
+    over unchanged manifests one process was faster (200 locks, warm caches: 0.43-0.51 s in
+    one process, 0.48-0.56 s with two workers, 4 interleaved runs each)."""
+    from ..compilecache import open_compile_cache
+    cache = open_compile_cache()
+    if cache is None:
+        return len(paths)
+    return sum(not cache.has_entry(p) for p in paths)
 
 
 def _worker_count(files: int, jobs: int | None) -> int:
