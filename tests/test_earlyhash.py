@@ -31,6 +31,7 @@ def guest(tmp_path, monkeypatch):
     monkeypatch.delenv("SEVM_NO_CACHE", raising=False)
     monkeypatch.setattr(earlyhash, "_thread", None)
     monkeypatch.setattr(earlyhash, "_found", {})
+    monkeypatch.setattr(earlyhash, "_interval", [])
     return tmp_path
 
 
@@ -51,10 +52,14 @@ def test_nothing_is_guessed_before_the_manifest_was_compiled_once(guest):
     assert earlyhash.results() == {}
 
 
-def test_an_unchanged_manifest_names_its_kernel_and_initrd(guest):
+def test_an_unchanged_manifest_names_its_kernel_and_initrd(guest, monkeypatch):
+    monkeypatch.setattr(earlyhash, "_interval", [])
     _measure("--no-cache", "fleet/db.sevm")  # compiles, and stores the entry
+    before = sys.getswitchinterval()
     earlyhash.start(["--vm", "db", "--no-cache", "fleet/db.sevm"])
+    assert sys.getswitchinterval() <= earlyhash.SWITCH_INTERVAL  # while it hashes
     found = earlyhash.results()
+    assert sys.getswitchinterval() == before
     images = guest / "images"
     assert {Path(p).name: digest for p, (_, digest) in found.items()} == {
         KERNEL: _sha256(images / KERNEL), INITRD: _sha256(images / INITRD)}

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 
 Identity = tuple[int, int, int, int, int]
 _thread: threading.Thread | None = None
 _found: dict[str, tuple[Identity, str]] = {}
+_interval: list[float] = []  # the switch interval before start()
+SWITCH_INTERVAL = 0.0005
 
 
 def start(argv: list[str]) -> None:
@@ -32,6 +35,13 @@ def start(argv: list[str]) -> None:
         return
     candidates = [word for word in argv if word and not word.startswith("-")]
     use_digest_cache = "--no-cache" not in argv
+    # While the main thread imports, a hashing thread gets the GIL back only when the main
+    # thread is made to drop it: every 5 ms by default, for ~1 ms of GIL-free hashing.  At
+    # 0.5 ms `sevm measure` finished ~15-20 ms sooner (median of 6, 0.23 s in all); restored
+    # in results().
+    if not _interval:
+        _interval.append(sys.getswitchinterval())
+    sys.setswitchinterval(min(_interval[0], SWITCH_INTERVAL))
     _thread = threading.Thread(target=_run, args=(candidates, use_digest_cache),
                                name="sevm-earlyhash", daemon=True)
     _thread.start()
@@ -41,14 +51,31 @@ def results() -> dict[str, tuple[Identity, str]]:
     """Real path -> (identity before hashing, sha256 hex); waits for the thread."""
     if _thread is not None:
         _thread.join()
+    if _interval:
+        sys.setswitchinterval(_interval.pop())  # the one from before the first start()
     return dict(_found)
 
 
 def _run(candidates: list[str], use_digest_cache: bool) -> None:
+    """The largest file here; the others (the kernel) meanwhile in a second thread, so they
+    are not hashed after the initrd while the main thread waits."""
     try:
-        for path in _files_to_hash(candidates, use_digest_cache):
-            _hash(path)
+        files = _files_to_hash(candidates, use_digest_cache)
+        rest = threading.Thread(target=_hash_all, args=(files[1:],), daemon=True)
+        if files[1:]:
+            rest.start()
+        _hash_all(files[:1])
+        if files[1:]:
+            rest.join()
     except Exception:  # noqa: BLE001 - a guess that failed; the normal path does the work
+        pass
+
+
+def _hash_all(paths: list[str]) -> None:
+    try:
+        for path in paths:
+            _hash(path)
+    except Exception:  # noqa: BLE001 - as in _run
         pass
 
 
