@@ -289,3 +289,36 @@ def test_measure_from_the_cache_prints_the_same_digests(tmp_path):
     assert first["lark"] and not second["lark"] and uncached["lark"]
     assert first["stdout"] == second["stdout"] == uncached["stdout"]
     assert json.loads(first["stdout"])  # real digests, not an empty run
+
+
+def test_old_entries_and_stray_temporary_files_are_pruned(cache_home, fleet, monkeypatch):
+    import time
+    common._compiled("fleet/db.sevm")
+    common._compiled("fleet/common.sevm")
+    cache = compilecache.open_compile_cache()
+
+    def entry(name):
+        return Path(compilecache.entry_file(cache.directory, compilecache.entry_key(name)))
+    old, used = entry("fleet/common.sevm"), entry("fleet/db.sevm")
+    assert sorted([old, used]) == _entries(cache_home)
+    stray = old.parent / ".left-by-a-crash.tmp"
+    stray.write_text("")
+    month_ago = time.time() - (compilecache.MAX_AGE_DAYS + 1) * 86400
+    for path in (old, used, stray):
+        os.utime(path, (month_ago, month_ago))
+    name = "fleet/db.sevm"
+    assert cache.lookup(name) is not None  # a hit marks its entry used
+    assert cache.prune() == 2
+    assert _entries(cache_home) == [used] and not stray.exists()
+    assert cache.lookup(name) is not None
+
+
+def test_pruning_runs_now_and_then_when_storing(cache_home, fleet, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compilecache.CompileCache, "prune", lambda self: calls.append(1))
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)  # the 1-in-64 draw
+    common._compiled("fleet/db.sevm")
+    assert calls == [1]
+    monkeypatch.setattr(os, "urandom", lambda n: b"\xff" * n)
+    common._compiled("fleet/common.sevm")
+    assert calls == [1]

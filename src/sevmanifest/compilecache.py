@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 CACHE_SUBDIR = "compiled-v1"
 MAX_ENTRY_SIZE = 8 << 20  # a 256 KiB manifest (the source limit) compiles to far less
+MAX_AGE_DAYS = 30
+PRUNE_ONE_STORE_IN = 64  # stores (misses) that also look for old entries to remove
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
                 RecursionError)
 
@@ -157,6 +159,30 @@ class CompileCache:
             self.stores += 1
         except (OSError, TypeError, ValueError, RecursionError):
             return
+        if os.urandom(1)[0] < 256 // PRUNE_ONE_STORE_IN:
+            self.prune()
+
+    def prune(self, now: float | None = None) -> int:
+        """Remove entries unused for MAX_AGE_DAYS (a hit refreshes an entry's mtime once a
+        day) and temporary files a crash left; returns how many.  Entries are per (working
+        directory, path), so without this the cache would keep one for every temporary
+        checkout a manifest was ever compiled in."""
+        import time
+        now = time.time() if now is None else now
+        removed = 0
+        root = os.path.join(self.directory, CACHE_SUBDIR)
+        try:
+            folders = [f.path for f in os.scandir(root) if f.is_dir(follow_symlinks=False)]
+            for folder in folders:
+                for item in os.scandir(folder):
+                    age = now - item.stat(follow_symlinks=False).st_mtime
+                    stray = item.name.startswith(".") and age > 86400
+                    if (stray or age > MAX_AGE_DAYS * 86400) and item.is_file(follow_symlinks=False):
+                        os.unlink(item.path)
+                        removed += 1
+        except OSError:
+            pass
+        return removed
 
     def _lookup(self, path: str):
         from . import modelcodec
@@ -183,12 +209,23 @@ class CompileCache:
         if not isinstance(manifest, Manifest) or not all(isinstance(d, Diagnostic)
                                                          for d in diagnostics):
             return None
+        _refresh(entry_file(self.directory, key))
         return manifest, list(diagnostics), sources
 
 
 def caching_disabled() -> bool:
     """``SEVM_NO_CACHE`` set to anything but empty or 0 turns every cache off."""
     return os.environ.get("SEVM_NO_CACHE", "") not in ("", "0")
+
+
+def _refresh(entry: str) -> None:
+    """Mark an entry used (its mtime), at most once a day: prune() keeps used entries."""
+    import time
+    try:
+        if os.stat(entry).st_mtime < time.time() - 86400:
+            os.utime(entry)
+    except OSError:
+        pass
 
 
 def open_compile_cache() -> CompileCache | None:
