@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ def guest(tmp_path, monkeypatch):
     monkeypatch.setattr(earlyhash, "_thread", None)
     monkeypatch.setattr(earlyhash, "_found", {})
     monkeypatch.setattr(earlyhash, "_interval", [])
+    monkeypatch.setattr(earlyhash, "_planned", {})
+    monkeypatch.setattr(earlyhash, "_plan_ready", threading.Event())
     return tmp_path
 
 
@@ -112,3 +115,22 @@ def test_the_installed_command_starts_early_and_prints_the_same(guest):
     assert first.returncode == second.returncode == plain.returncode == 0, first.stderr
     assert first.stdout == second.stdout == plain.stdout
     assert json.loads(first.stdout)
+
+
+def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, monkeypatch):
+    from lock_support import vm_text
+    (guest / "m.sevm").write_text(vm_text(images="images"))
+    _measure("--no-cache", "m.sevm")  # the entry names images/INITRD
+    other = guest / "other.img"
+    shutil.copy(guest / "images" / INITRD, other)
+    text = (guest / "m.sevm").read_text().replace(f"images/{INITRD}", "other.img")
+    release, real = threading.Event(), earlyhash._hash
+    monkeypatch.setattr(earlyhash, "_hash", lambda path: (INITRD not in path or release.wait(60))
+                        and real(path))
+    earlyhash.start(["--no-cache", "m.sevm"])  # guesses from the old entry, then blocks
+    (guest / "m.sevm").write_text(text)
+    done = _measure("--no-cache", "m.sevm")  # would hang here if it waited for the guess
+    assert earlyhash._thread.is_alive()
+    release.set()
+    assert done["vms"][0]["artifacts"]["initrd"]["sha256"] == _sha256(other)
+    assert earlyhash.results()  # the guess finished after all: unused, harmless

@@ -24,6 +24,10 @@ Identity = tuple[int, int, int, int, int]
 _thread: threading.Thread | None = None
 _found: dict[str, tuple[Identity, str]] = {}
 _interval: list[float] = []  # the switch interval before start()
+# real path -> set when the thread is done with that file (the plan is complete once
+# _plan_ready is set)
+_planned: dict[str, threading.Event] = {}
+_plan_ready = threading.Event()
 SWITCH_INTERVAL = 0.0005
 
 
@@ -42,15 +46,24 @@ def start(argv: list[str]) -> None:
     if not _interval:
         _interval.append(sys.getswitchinterval())
     sys.setswitchinterval(min(_interval[0], SWITCH_INTERVAL))
+    _planned.clear()
+    _plan_ready.clear()
     _thread = threading.Thread(target=_run, args=(candidates, use_digest_cache),
                                name="sevm-earlyhash", daemon=True)
     _thread.start()
 
 
-def results() -> dict[str, tuple[Identity, str]]:
-    """Real path -> (identity before hashing, sha256 hex); waits for the thread."""
+def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
+    """Real path -> (identity before hashing, sha256 hex).  Waits for the files of
+    ``wanted`` (real paths) the thread hashes, or for all of them; a file the manifest no
+    longer names (it was edited since its entry was written) is not waited for."""
     if _thread is not None:
-        _thread.join()
+        if wanted is None:
+            _thread.join()
+        else:
+            _plan_ready.wait()
+            for path in wanted & set(_planned):
+                _planned[path].wait()
     if _interval:
         sys.setswitchinterval(_interval.pop())  # the one from before the first start()
     return dict(_found)
@@ -61,6 +74,8 @@ def _run(candidates: list[str], use_digest_cache: bool) -> None:
     are not hashed after the initrd while the main thread waits."""
     try:
         files = _files_to_hash(candidates, use_digest_cache)
+        _planned.update((path, threading.Event()) for path in files)
+        _plan_ready.set()
         rest = threading.Thread(target=_hash_all, args=(files[1:],), daemon=True)
         if files[1:]:
             rest.start()
@@ -69,14 +84,20 @@ def _run(candidates: list[str], use_digest_cache: bool) -> None:
             rest.join()
     except Exception:  # noqa: BLE001 - a guess that failed; the normal path does the work
         pass
+    finally:
+        _plan_ready.set()
 
 
 def _hash_all(paths: list[str]) -> None:
-    try:
-        for path in paths:
+    for path in paths:
+        done = _planned.get(path)  # (taken now: a later start() clears the plan)
+        try:
             _hash(path)
-    except Exception:  # noqa: BLE001 - as in _run
-        pass
+        except Exception:  # noqa: BLE001 - as in _run
+            pass
+        finally:
+            if done is not None:
+                done.set()
 
 
 def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:

@@ -110,9 +110,10 @@ class Prefetch:
         """What ``earlyhash`` hashed of these artefacts and is still the same file; stored
         in the digest cache like anything hashed here."""
         from .. import earlyhash
-        early = earlyhash.results()
+        wanted = {os.path.realpath(a.path) for a in artefacts}
+        early = earlyhash.results(wanted)
         out: Known = {}
-        for real in {os.path.realpath(a.path) for a in artefacts} & set(early):
+        for real in wanted & set(early):
             try:
                 st = os.stat(real)
             except OSError:
