@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 _STREAM_ROOTS = ("/dev/", "/proc/")
 # atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 
 @dataclass(frozen=True, order=True)

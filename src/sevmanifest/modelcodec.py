@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
 
 from . import diagnostics, model
 
@@ -39,17 +39,17 @@ def _allowed() -> dict[str, type]:
 _CLASSES = _allowed()
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """JSON text for ``value``; ``TypeError`` for a type the decoder would not rebuild."""
     return json.dumps(_encode(value), separators=(",", ":"))
 
 
-def loads(text: str) -> Any:
+def loads(text: str) -> object:
     """The value ``dumps`` encoded; ``ValueError`` for anything it would not have written."""
     return json.loads(text, object_hook=_decode)
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: object) -> object:
     if value is None or type(value) in (bool, int, str):
         return value
     if type(value) is model.Span:  # the most common node by far: kept compact
@@ -75,14 +75,14 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _class_name(value: Any) -> str:
+def _class_name(value: object) -> str:
     name = type(value).__name__
     if _CLASSES.get(name) is not type(value):
         raise TypeError(f"{name} is not a model class")
     return name
 
 
-def _decode(obj: dict) -> Any:
+def _decode(obj: dict) -> object:
     if len(obj) != 1:
         raise ValueError("not a tagged value")
     (tag, payload), = obj.items()
@@ -105,7 +105,7 @@ def _member(payload: list) -> enum.Enum:
     return cls(value)
 
 
-def _instance(payload: list) -> Any:
+def _instance(payload: list) -> object:
     name, fields = payload
     cls = _CLASSES.get(name) if isinstance(name, str) else None
     if cls is None or issubclass(cls, enum.Enum) or not isinstance(fields, list):

@@ -13,8 +13,8 @@ to the worker, which reports it against the right file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..diagnostics import DiagnosticError
 from ..model import Artefact

@@ -10,9 +10,9 @@ vCPU counts a matrix asks for.  The *measurement* (HMAC) is in ``launch.py``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import VM, GuestType, Variant, Vmm

@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Artefact
 from .fileio import open_regular
 from .stream import MAX_LOADED_SIZE, stream_into  # noqa: F401 - also public here
+
+TYPE_CHECKING = False  # not typing's: `sevm measure` does not import typing at all
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 MAX_THREADS = 8
 # The kernel's and initrd's bound is stream.MAX_LOADED_SIZE; the firmware's (64 MiB) is
