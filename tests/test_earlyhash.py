@@ -128,6 +128,8 @@ def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, mon
     monkeypatch.setattr(earlyhash, "_hash", lambda path: (INITRD not in path or release.wait(60))
                         and real(path))
     earlyhash.start(["--no-cache", "m.sevm"])  # guesses from the old entry, then blocks
+    assert earlyhash._plan_ready.wait(60)  # (before the edit below replaces the entry)
+    assert any(INITRD in path for path in earlyhash._planned)
     (guest / "m.sevm").write_text(text)
     done = _measure("--no-cache", "m.sevm")  # would hang here if it waited for the guess
     assert earlyhash._thread.is_alive()
