@@ -322,3 +322,33 @@ def test_pruning_runs_now_and_then_when_storing(cache_home, fleet, monkeypatch):
     monkeypatch.setattr(os, "urandom", lambda n: b"\xff" * n)
     common._compiled("fleet/common.sevm")
     assert calls == [1]
+
+
+# -- generated manifests (with imports, odd names and layouts) ------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from manifest_strategies import manifest_sets  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(manifest_sets())
+def test_a_hit_equals_compiling_for_generated_manifest_sets(manifests):
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="sevm-cache-") as directory, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", os.path.join(directory, "xdg"))
+        mp.delenv("SEVM_NO_CACHE", raising=False)
+        mp.chdir(directory)
+        root = os.path.relpath(manifests.write(directory), directory)
+        compiled = common._compiled(root)
+        assert compiled[0] is not None and not any(d.is_error for d in compiled[1])
+        hit = compilecache.open_compile_cache().lookup(root)
+        assert hit is not None, "an error-free compilation is stored"
+        assert (hit[0], hit[1]) == compiled
+        assert list(_spans(hit[0])) == list(_spans(compiled[0]))
+        assert [vm.origins for vm in hit[0].vms] == [vm.origins for vm in compiled[0].vms]
+        # every file of the set is reached from the root, and each is checked on a hit
+        assert sorted(map(os.path.normpath, hit[2])) == sorted(map(os.path.normpath,
+                                                                manifests.files))
