@@ -14,7 +14,7 @@ import pytest
 from measure_support import FIXTURES, make_vm
 from sevmanifest.diagnostics import DiagnosticError
 from sevmanifest.measure import digest, hashing
-from sevmanifest.measure.fileio import CHUNK_SIZE
+from sevmanifest.measure.stream import CHUNK_SIZE
 from sevmanifest.synthetic import FirmwareSpec, write_blob, write_firmware
 
 

@@ -21,8 +21,6 @@ from pathlib import Path
 from ..diagnostics import DiagnosticError, error
 from ..model import Span
 
-from .stream import CHUNK_SIZE  # noqa: F401 - public here too (bytes per read)
-
 
 def open_regular(path: Path, what: str, span: Span | None = None) -> tuple[int, os.stat_result]:
     """Open ``path`` read-only; return (fd, stat).  Raises DiagnosticError naming ``what``."""

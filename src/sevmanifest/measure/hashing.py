@@ -18,7 +18,7 @@ from pathlib import Path
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Artefact
 from .fileio import open_regular
-from .stream import MAX_LOADED_SIZE, stream_into  # noqa: F401 - also public here
+from .stream import MAX_LOADED_SIZE, stream_into
 
 TYPE_CHECKING = False  # not typing's: `sevm measure` does not import typing at all
 if TYPE_CHECKING:
