@@ -58,7 +58,8 @@ def _code_fingerprint() -> str:
     checkout_grammar = os.path.join(package, "..", "..", "grammar", "sevm.lark")
     if os.path.exists(checkout_grammar):  # a source checkout keeps it outside the package
         files.append(os.path.normpath(checkout_grammar))
-    files += [os.path.join(entry, "lark", "__init__.py") for entry in sys.path[:1] + sys.path
+    # the Lark that `import lark` would load: the first on sys.path
+    files += [os.path.join(entry, "lark", "__init__.py") for entry in sys.path
               if os.path.exists(os.path.join(entry, "lark", "__init__.py"))][:1]
     parts = [sys.version, package]
     for path in sorted(files):
