@@ -17,7 +17,7 @@ import pytest
 from sevmanifest import compilecache, modelcodec
 from sevmanifest.commands import common
 from sevmanifest.frontend import compile_file
-from sevmanifest.model import Span
+from sevmanifest.model import Manifest, Span
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "manifests").rglob("*.sevm"))
@@ -352,3 +352,45 @@ def test_a_hit_equals_compiling_for_generated_manifest_sets(manifests):
         # every file of the set is reached from the root, and each is checked on a hit
         assert sorted(map(os.path.normpath, hit[2])) == sorted(map(os.path.normpath,
                                                                 manifests.files))
+
+
+def _mutations(value, rnd):
+    """``value`` (plain JSON) with one node replaced by something else of any type."""
+    import copy
+    value = copy.deepcopy(value)
+    nodes = [(None, None, value)]
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        for k, v in list(items):
+            nodes.append((node, k, v))
+            stack.append(v)
+    parent, k, _ = rnd.choice(nodes[1:])
+    parent[k] = rnd.choice([None, True, 0, -1, 2 ** 70, "", "x", "/", [], {}, [1, 2],
+                            {"C": ["Span", []]}, {"T": {}}, {"E": ["Severity", 3]},
+                            {"P": 5}, {"S": [1, 2, 3, 4, 5]}, [["a", "b", "c"]], 3])
+    return value
+
+
+def test_entries_mutated_anywhere_are_misses_or_hits_never_errors(cache_home, fleet):
+    """Structure-aware fuzz of a valid entry (check line recomputed, as a planted entry
+    would have): every lookup returns None or a compiled manifest, and raises nothing."""
+    import hashlib
+    import random
+    common._compiled("fleet/db.sevm")
+    entry, = _entries(cache_home)
+    header, body = entry.read_bytes().split(b"\n", 1)[1].split(b"\n", 1)
+    plain = json.loads(body)
+    rnd = random.Random(8)
+    cache = compilecache.open_compile_cache()
+    outcomes = {"miss": 0, "hit": 0}
+    for _ in range(int(os.environ.get("SEVM_CACHE_FUZZ", "400"))):
+        rest = header + b"\n" + json.dumps(_mutations(plain, rnd)).encode()
+        entry.write_bytes(hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
+        found = cache.lookup("fleet/db.sevm")
+        outcomes["miss" if found is None else "hit"] += 1
+        if found is not None:
+            assert isinstance(found[0], Manifest)
+    assert outcomes["miss"] > 200, outcomes

@@ -202,6 +202,8 @@ class CompileCache:
             return None
         sources = {}
         for name, real, digest in entry["deps"]:
+            if not all(isinstance(x, str) for x in (name, real, digest)):
+                return None  # (an int "path" would be read as a file descriptor)
             text, problem = read_source(name)
             if problem is not None or _digest(text) != digest or os.path.realpath(name) != real:
                 return None
