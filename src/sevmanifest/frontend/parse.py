@@ -6,7 +6,6 @@ The LALR parser is built from ``grammar/sevm.lark`` once and cached on disk by L
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
 from functools import lru_cache
@@ -63,9 +62,10 @@ def parser() -> Lark:
 
 def _cache_file(grammar: str) -> Path | None:
     import lark
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+    from ..cachedir import default_cache_dir
     key = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:20]
-    directory = Path(base) / "sevmanifest"
+    directory = default_cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
