@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..model import Vmm
 
@@ -129,6 +130,10 @@ def page(profile: VmsaProfile, *, bsp: bool) -> bytes:
     return bytes(build_save_area(profile, bsp=bsp))
 
 
+@lru_cache(maxsize=256)
 def pages(profile: VmsaProfile) -> tuple[bytes, bytes]:
-    """(BSP page, AP page): vCPU 0 uses the first, every other vCPU the second."""
+    """(BSP page, AP page): vCPU 0 uses the first, every other vCPU the second.
+
+    A pure function of the profile (immutable bytes out), kept for the run: a fleet's
+    manifests mostly share a few profiles (200 locks of one CPU model built it 400 times)."""
     return page(profile, bsp=True), page(profile, bsp=False)
