@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _STREAM_ROOTS = ("/dev/", "/proc/")
-# atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round
+# atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round.
+# 200 locks: 64 a round (4 rounds of journal commits) 50-69 ms, 256 (one round) 41-51 ms.
 SYNC_THREADS = 16
-FILES_PER_ROUND = 64
+FILES_PER_ROUND = 256
 
 
 class OutputError(OSError):
