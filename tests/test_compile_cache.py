@@ -82,8 +82,9 @@ def test_codec_keeps_undecodable_path_bytes_and_cmdline_bytes(tmp_path):
     '{"E":["Severity","fatal"]}',              # not a member
     '{"X":1}',                                  # unknown tag
     '{"T":[1],"B":"00"}',                       # two tags
-    '{"C":["Span",[["file","f"],["line",1]]]}',  # missing fields
-    '{"C":["Span",[["oops",1]]]}',
+    '{"C":["Span",["f",1]]}',                  # missing values
+    '{"C":["Span",["f",1,2,3,4,5]]}',          # one too many
+    '{"C":["Artefact",["firmware","f","f"]]}',  # defaults are not filled in
     '{"M":[[["unhashable"],1]]}',
     '{"B":"zz"}',
     '[' * 100000,                               # nesting bomb

@@ -8,8 +8,11 @@ byte-for-byte the same.  On a hit, ``sevm measure``, ``lock`` or ``render`` neve
 Lark (most of their start-up), and ``sevm lock`` over a repository skips the parse of every
 unchanged file.
 
-Layout: ``$XDG_CACHE_HOME/sevmanifest/compiled-v1/XX/…``, one file per (working directory,
-manifest path as given), so an edited manifest replaces its entry rather than adding one.
+Layout: ``$XDG_CACHE_HOME/sevmanifest/compiled-v1/<sha256 of the key>``, one file per
+(working directory, manifest path as given), so an edited manifest replaces its entry rather
+than adding one.  One flat directory: with pruning it holds hundreds of entries, not
+millions, and a fan-out of subdirectories made ``sevm lock`` over 200 new manifests create
+~140 directories (a third of the cost of storing).
 A file is a SHA-256 line over the rest; a header line with the kernel and initrd paths
 (hex of their NUL-separated bytes: ``earlyhash`` reads only this); then the body: the key,
 the source files' paths, real paths and digests, and the model (``modelcodec``: no pickle, nothing in it is executed).  Only compilations without
@@ -75,7 +78,7 @@ def entry_key(path: str) -> str:
 
 def entry_file(cache_dir: str, key: str) -> str:
     name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-    return os.path.join(cache_dir, CACHE_SUBDIR, name[:2], name[2:])
+    return os.path.join(cache_dir, CACHE_SUBDIR, name)
 
 
 def read_entry(file: str) -> tuple[list[str], bytes] | None:
@@ -154,9 +157,12 @@ class CompileCache:
                 return
             check = hashlib.sha256(rest).hexdigest().encode("ascii") + b"\n"
             entry = entry_file(self.directory, key)
-            os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
             # no fsync: an entry lost or torn by a crash fails its check line and is a miss
-            replace_with_chunks(entry, [check, rest], durable=False, mode=0o600)
+            try:
+                replace_with_chunks(entry, [check, rest], durable=False, mode=0o600)
+            except FileNotFoundError:  # the first entry: create the directory
+                os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
+                replace_with_chunks(entry, [check, rest], durable=False, mode=0o600)
             self.stores += 1
         except (OSError, TypeError, ValueError, RecursionError):
             return
@@ -173,14 +179,12 @@ class CompileCache:
         removed = 0
         root = os.path.join(self.directory, CACHE_SUBDIR)
         try:
-            folders = [f.path for f in os.scandir(root) if f.is_dir(follow_symlinks=False)]
-            for folder in folders:
-                for item in os.scandir(folder):
-                    age = now - item.stat(follow_symlinks=False).st_mtime
-                    stray = item.name.startswith(".") and age > 86400
-                    if (stray or age > MAX_AGE_DAYS * 86400) and item.is_file(follow_symlinks=False):
-                        os.unlink(item.path)
-                        removed += 1
+            for item in os.scandir(root):
+                age = now - item.stat(follow_symlinks=False).st_mtime
+                stray = item.name.startswith(".") and age > 86400
+                if (stray or age > MAX_AGE_DAYS * 86400) and item.is_file(follow_symlinks=False):
+                    os.unlink(item.path)
+                    removed += 1
         except OSError:
             pass
         return removed

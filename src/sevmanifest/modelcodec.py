@@ -9,8 +9,9 @@ Encoding: JSON's own types for None, bool, int and str; every other value is a o
 tagged object (so every JSON object in the text is one): ``{"T": [...]}`` tuple,
 ``{"M": [[k, v], ...]}`` mapping, ``{"B": hex}`` bytes, ``{"P": str}`` path,
 ``{"S": [file, line, column, end_line, end_column]}`` source span (the commonest node),
-``{"E": [class, value]}`` enum member, ``{"C": [class, [[field, value], ...]]}``
-dataclass.  Lists stay lists.  Undecodable file-name bytes (surrogate escapes) survive:
+``{"E": [class, value]}`` enum member, ``{"C": [class, [value, ...]]}`` dataclass
+(the values of its constructor's parameters, in order: an entry is only read by the code
+that wrote it, ``compilecache``'s key says so).  Lists stay lists.  Undecodable file-name bytes (surrogate escapes) survive:
 ``json`` writes lone surrogates as ``\\udcXX`` and reads them back.
 """
 from __future__ import annotations
@@ -56,10 +57,9 @@ def _encode(value: object) -> object:
         return {"S": [value.file, value.line, value.column, value.end_line, value.end_column]}
     if isinstance(value, enum.Enum):  # before int: IntFlag members are ints
         return {"E": [_class_name(value), value.value]}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = [[f.name, _encode(getattr(value, f.name))]
-                  for f in dataclasses.fields(value) if f.init]
-        return {"C": [_class_name(value), fields]}
+    names = _INIT_FIELDS.get(type(value))
+    if names is not None:
+        return {"C": [type(value).__name__, [_encode(getattr(value, n)) for n in names]]}
     if isinstance(value, tuple):
         return {"T": [_encode(v) for v in value]}
     if isinstance(value, list):
@@ -80,6 +80,12 @@ def _class_name(value: object) -> str:
     if _CLASSES.get(name) is not type(value):
         raise TypeError(f"{name} is not a model class")
     return name
+
+
+# model class -> the names its constructor takes, in order (dataclasses.fields() per value
+# was a third of the encoder's time); any other dataclass is refused below, by type
+_INIT_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls) if f.init)
+                for cls in _CLASSES.values() if dataclasses.is_dataclass(cls)}
 
 
 def _decode(obj: dict) -> object:
@@ -106,11 +112,13 @@ def _member(payload: list) -> enum.Enum:
 
 
 def _instance(payload: list) -> object:
-    name, fields = payload
+    name, values = payload
     cls = _CLASSES.get(name) if isinstance(name, str) else None
-    if cls is None or issubclass(cls, enum.Enum) or not isinstance(fields, list):
+    if cls is None or issubclass(cls, enum.Enum) or not isinstance(values, list):
         raise ValueError(f"not a model class: {name!r}")
-    return cls(**{field: value for field, value in fields})
+    if len(values) != len(_INIT_FIELDS[cls]):  # (a default would hide a missing value)
+        raise ValueError(f"{name} takes {len(_INIT_FIELDS[cls])} values, got {len(values)}")
+    return cls(*values)
 
 
 _DECODERS = {"T": tuple, "M": lambda pairs: {k: v for k, v in pairs}, "B": bytes.fromhex,
