@@ -28,7 +28,7 @@ _interval: list[float] = []  # the switch interval before start()
 # _plan_ready is set)
 _planned: dict[str, threading.Event] = {}
 _plan_ready = threading.Event()
-SWITCH_INTERVAL = 0.0005
+SWITCH_INTERVAL = 0.0001
 
 
 def start(argv: list[str]) -> None:
@@ -40,9 +40,10 @@ def start(argv: list[str]) -> None:
     candidates = [word for word in argv if word and not word.startswith("-")]
     use_digest_cache = "--no-cache" not in argv
     # While the main thread imports, a hashing thread gets the GIL back only when the main
-    # thread is made to drop it: every 5 ms by default, for ~1 ms of GIL-free hashing.  At
-    # 0.5 ms `sevm measure` finished ~15-20 ms sooner (median of 6, 0.23 s in all); restored
-    # in results().
+    # thread is made to drop it: every 5 ms by default, for ~3 ms of GIL-free hashing of a
+    # 4 MiB chunk.  At 0.1 ms (with 4 MiB chunks: stream.py) `sevm measure` took 244-248 ms
+    # against 265 ms at 0.5 ms with 1 MiB (medians of 11 interleaved runs); restored in
+    # results().
     if not _interval:
         _interval.append(sys.getswitchinterval())
     sys.setswitchinterval(min(_interval[0], SWITCH_INTERVAL))
