@@ -377,21 +377,37 @@ def _mutations(value, rnd):
 
 def test_entries_mutated_anywhere_are_misses_or_hits_never_errors(cache_home, fleet):
     """Structure-aware fuzz of a valid entry (check line recomputed, as a planted entry
-    would have): every lookup returns None or a compiled manifest, and raises nothing."""
+    would have): every lookup returns None or a compiled manifest, the lock data `sevm lock`
+    reuses is None or a dict that gives None or bytes, and nothing raises."""
     import hashlib
     import random
-    common._compiled("fleet/db.sevm")
-    entry, = _entries(cache_home)
-    header, body = entry.read_bytes().split(b"\n", 1)[1].split(b"\n", 1)
-    plain = json.loads(body)
-    rnd = random.Random(8)
+
+    from sevmanifest.lock import reuse
+    from sevmanifest.lock.shared import identity
+    manifest, diagnostics = common._compiled("fleet/db.sevm")
     cache = compilecache.open_compile_cache()
+    firmware = manifest.vms[0].firmware.path
+    lock = {"artefacts": [[str(firmware), *identity(os.stat(firmware))]], "text": "lock\n"}
+    cache.store("fleet/db.sevm", manifest, diagnostics,
+                {"fleet/db.sevm": Path("fleet/db.sevm").read_text(),
+                 "fleet/common.sevm": Path("fleet/common.sevm").read_text()}, lock=lock)
+    assert reuse.reusable_text(cache.lock_data("fleet/db.sevm")[0]) == b"lock\n"
+    entry, = _entries(cache_home)
+    header, *lines = entry.read_bytes().split(b"\n")[1:]
+    plain = [json.loads(line) for line in lines]  # meta, warnings, model
+    rnd = random.Random(8)
     outcomes = {"miss": 0, "hit": 0}
     for _ in range(int(os.environ.get("SEVM_CACHE_FUZZ", "400"))):
-        rest = header + b"\n" + json.dumps(_mutations(plain, rnd)).encode()
+        rest = b"\n".join([header, *(json.dumps(x).encode() for x in _mutations(plain, rnd))])
         entry.write_bytes(hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
         found = cache.lookup("fleet/db.sevm")
         outcomes["miss" if found is None else "hit"] += 1
         if found is not None:
             assert isinstance(found[0], Manifest)
-    assert outcomes["miss"] > 200, outcomes
+        data = cache.lock_data("fleet/db.sevm")
+        assert data is None or isinstance(data[0], dict)
+        if data is not None:
+            text = reuse.reusable_text(data[0])  # (a planted entry may say any text)
+            assert text is None or isinstance(text, bytes)
+    # most mutations break the entry (the meta line's lock data and spans need not)
+    assert outcomes["miss"] > 0.3 * sum(outcomes.values()), outcomes

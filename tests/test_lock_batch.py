@@ -272,7 +272,7 @@ class _InlinePool:
     def __init__(self):
         self.given = []
 
-    def submit(self, fn, chunk, action, use_cache, known):
+    def submit(self, fn, chunk, run, known):
         from concurrent.futures import Future
         self.given.append(dict(known))
         future = Future()
@@ -284,7 +284,8 @@ class _InlinePool:
 def test_each_chunk_starts_with_the_digests_learned_before_it():
     pool = _InlinePool()
     chunks = [["a", "b"], ["c"], ["d"], ["e"]]
-    parts = list(batch._in_order(pool, chunks, 2, _render_action, False, {}))
+    run = batch._Run(_render_action, False, False, 0.0)
+    parts = list(batch._in_order(pool, chunks, 2, run, {}))
     assert [[o.path for o in outcomes] for outcomes, _ in parts] == chunks
     # two in flight at a time; a chunk submitted after others finished gets their digests
     assert [sorted(k) for k in pool.given] == [[], [], ["/images/a", "/images/c"],

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     common = sys.modules.get("sevmanifest.commands.common")
     if common is not None:  # a second run in one process (tests, embedding) looks again
-        common._LINT_CONFIGS.clear()
+        common.forget_lint_configs()
     parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(argv)

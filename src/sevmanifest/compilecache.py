@@ -14,8 +14,11 @@ than adding one.  One flat directory: with pruning it holds hundreds of entries,
 millions, and a fan-out of subdirectories made ``sevm lock`` over 200 new manifests create
 ~140 directories (a third of the cost of storing).
 A file is a SHA-256 line over the rest; a header line with the kernel and initrd paths
-(hex of their NUL-separated bytes: ``earlyhash`` reads only this); then the body: the key,
-the source files' paths, real paths and digests, and the model (``modelcodec``: no pickle, nothing in it is executed).  Only compilations without
+(hex of their NUL-separated bytes: ``earlyhash`` reads only this); a line of plain JSON with
+the key, the source files' paths, real paths and digests, and what ``sevm lock`` may reuse
+(``lock.reuse``: the lock text and the identities of the artefacts it was measured from);
+then the warnings and the model, each a line of ``modelcodec`` (no pickle, nothing in it is
+executed).  Only compilations without
 errors are stored; their warnings are replayed on a hit.  Any trouble reading an entry is a
 miss, any trouble writing one is ignored: the cache is a speed-up, never a source of errors.
 ``SEVM_NO_CACHE=1`` turns it off (with the digest cache).
@@ -138,9 +141,12 @@ class CompileCache:
         return path != "-" and os.path.exists(entry_file(self.directory, entry_key(path)))
 
     def store(self, path: str, manifest: Manifest, diagnostics: list[Diagnostic],
-              sources: dict[str, str]) -> None:
+              sources: dict[str, str], *, lock: dict | None = None) -> None:
+        """Write the entry; ``lock``: plain JSON data ``sevm lock`` may reuse (``lock.reuse``)."""
         if any(d.is_error for d in diagnostics):
             return
+        import json
+
         from . import modelcodec
         from .fsutil import replace_with_chunks
         try:
@@ -150,9 +156,10 @@ class CompileCache:
                                for a in (vm.kernel, vm.initrd) if a is not None})
             header = b"\0".join(prefetch).hex().encode("ascii")
             deps = [[name, os.path.realpath(name), _digest(text)] for name, text in sources.items()]
-            body = modelcodec.dumps({"key": key, "deps": deps,
-                                     "model": [manifest, list(diagnostics)]})
-            rest = header + b"\n" + body.encode("ascii")  # json escapes all else
+            meta = json.dumps({"key": key, "deps": deps, "lock": lock}, separators=(",", ":"))
+            lines = (meta, modelcodec.dumps(list(diagnostics)), modelcodec.dumps(manifest))
+            # (json escapes everything that is not ASCII)
+            rest = b"\n".join([header, *(line.encode("ascii") for line in lines)])
             if len(rest) > MAX_ENTRY_SIZE:
                 return
             check = hashlib.sha256(rest).hexdigest().encode("ascii") + b"\n"
@@ -189,11 +196,36 @@ class CompileCache:
             pass
         return removed
 
+    def lock_data(self, path: str) -> tuple[dict, list[Diagnostic], dict[str, str]] | None:
+        """What ``store(..., lock=)`` recorded for ``path``, with the warnings and the source
+        texts, if the entry is still valid (same code, working directory and source files).
+        The model is not decoded."""
+        try:
+            found = self._valid(path)
+            if found is None or not isinstance(found[0].get("lock"), dict):
+                return None
+            return found[0]["lock"], _diagnostics(found[1]), found[3]
+        except _READ_ERRORS:
+            return None
+
     def _lookup(self, path: str):
         from . import modelcodec
-        from .diagnostics import Diagnostic
-        from .frontend.source import read_source
         from .model import Manifest
+        found = self._valid(path)
+        if found is None:
+            return None
+        _, diagnostics, model, sources = found
+        manifest = modelcodec.loads(model.decode("ascii"))
+        if not isinstance(manifest, Manifest):
+            return None
+        return manifest, _diagnostics(diagnostics), sources
+
+    def _valid(self, path: str) -> tuple[dict, bytes, bytes, dict[str, str]] | None:
+        """(meta, undecoded warnings, undecoded model, source texts) of ``path``'s entry, if
+        its key matches and every source file still has the recorded bytes and real path."""
+        import json
+
+        from .frontend.source import read_source
         key = entry_key(path)
         try:
             found = read_entry(entry_file(self.directory, key))
@@ -201,23 +233,30 @@ class CompileCache:
             return None
         if found is None:
             return None
-        entry = modelcodec.loads(found[1].decode("ascii"))
-        if entry["key"] != key:
+        meta_line, diagnostics, model = found[1].split(b"\n")
+        meta = json.loads(meta_line)
+        if meta["key"] != key:
             return None
         sources = {}
-        for name, real, digest in entry["deps"]:
+        for name, real, digest in meta["deps"]:
             if not all(isinstance(x, str) for x in (name, real, digest)):
                 return None  # (an int "path" would be read as a file descriptor)
             text, problem = read_source(name)
             if problem is not None or _digest(text) != digest or os.path.realpath(name) != real:
                 return None
             sources[name] = text
-        manifest, diagnostics = entry["model"]
-        if not isinstance(manifest, Manifest) or not all(isinstance(d, Diagnostic)
-                                                         for d in diagnostics):
-            return None
         _refresh(entry_file(self.directory, key))
-        return manifest, list(diagnostics), sources
+        return meta, diagnostics, model, sources
+
+
+def _diagnostics(line: bytes) -> list[Diagnostic]:
+    from . import modelcodec
+    from .diagnostics import Diagnostic
+    diagnostics = modelcodec.loads(line.decode("ascii"))
+    if not isinstance(diagnostics, list) or not all(isinstance(d, Diagnostic)
+                                                    for d in diagnostics):
+        raise ValueError("not a list of diagnostics")
+    return diagnostics
 
 
 def caching_disabled() -> bool:

@@ -57,6 +57,22 @@ def compile_manifest(path: str, *, firmware_checks: bool = False):
 
     An unchanged manifest comes from the compiled-manifest cache (``compilecache``)."""
     manifest, diagnostics = _compiled(path)
+    return manifest, _checked(path, manifest, diagnostics, firmware_checks)
+
+
+def compile_deferring_store(path: str):
+    """``compile_manifest`` for ``sevm lock``: (manifest, diagnostics, PendingEntry or None).
+    A compiled manifest is written to the cache only when ``.store(lock=...)`` is called, once
+    its lock exists, so the entry can carry what a later run may reuse (``lock.reuse``)
+    without being written twice.  None: nothing to store (caching is off, or errors)."""
+    pending = []
+    manifest, diagnostics = _compiled(path, pending=pending)
+    return manifest, _checked(path, manifest, diagnostics, False), \
+        (pending[0] if pending else None)
+
+
+def _checked(path: str, manifest: Manifest | None, diagnostics: list[Diagnostic],
+             firmware_checks: bool) -> list[Diagnostic]:
     ok = manifest is not None and not any(d.is_error for d in diagnostics)
     diagnostics = _apply_lint_config(path, diagnostics)
     if ok:
@@ -64,25 +80,50 @@ def compile_manifest(path: str, *, firmware_checks: bool = False):
         diagnostics += _matrix_diagnostics(manifest)
     if firmware_checks and ok:
         diagnostics += _firmware_diagnostics(manifest)
-    return manifest, diagnostics
+    return diagnostics
 
 
-def _compiled(path: str) -> tuple[Manifest | None, list[Diagnostic]]:
+def _compiled(path: str, pending: list | None = None) -> tuple[Manifest | None, list[Diagnostic]]:
     """The front end's result before lint configuration: from the cache, or compiled (and
-    then stored)."""
+    then stored; with ``pending``, a PendingEntry that stores it is appended there instead)."""
     from ..compilecache import open_compile_cache
     cache = open_compile_cache() if path != "-" else None
     hit = cache.lookup(path) if cache is not None else None
     if hit is not None:
         manifest, diagnostics, sources = hit
         _SOURCES.texts.update(sources)
+        if pending is not None:
+            pending.append(PendingEntry(cache, path, manifest, diagnostics, sources, True))
         return manifest, diagnostics
     from ..frontend import compile_file
     result = compile_file(path)
     _SOURCES.texts.update(result.sources.texts)
     if cache is not None and result.ok:
-        cache.store(path, result.manifest, result.diagnostics, result.sources.texts)
+        entry = PendingEntry(cache, path, result.manifest, list(result.diagnostics),
+                             result.sources.texts, False)
+        if pending is not None:
+            pending.append(entry)
+        else:
+            entry.store()
     return result.manifest, list(result.diagnostics)
+
+
+class PendingEntry:
+    """A compiled manifest the cache has (``stored``) or will have once ``store`` is called."""
+
+    def __init__(self, cache, path: str, manifest: Manifest, diagnostics: list[Diagnostic],
+                 sources: dict[str, str], stored: bool):
+        self._cache, self._path, self._sources, self._stored = cache, path, sources, stored
+        self.manifest = manifest
+        self.diagnostics = diagnostics  # before lint configuration
+
+    def store(self, lock: dict | None = None) -> None:
+        """Write the entry (with ``lock``, what ``sevm lock`` may reuse); an entry already
+        stored is rewritten only to add that."""
+        if lock is not None or not self._stored:
+            self._cache.store(self._path, self.manifest, self.diagnostics, self._sources,
+                              lock=lock)
+            self._stored = True
 
 
 def compile_and_report(path: str, *, firmware_checks: bool = False) -> list[Diagnostic]:
@@ -102,9 +143,14 @@ def load_manifest(path: str, *, quiet_warnings: bool = False) -> Manifest:
     return manifest
 
 
-# lint configuration by directory, for one command run (cli.main clears it): `sevm lock`
-# over a repository looks it up once per directory instead of once per manifest
+# lint configuration by directory, for one run (cli.main and lock.batch clear it): `sevm
+# lock` over a repository looks it up once per directory instead of once per manifest
 _LINT_CONFIGS: dict[str, object] = {}
+
+
+def forget_lint_configs() -> None:
+    """A new run: configuration files are read again (they may have been edited)."""
+    _LINT_CONFIGS.clear()
 
 
 def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Manifest
@@ -60,13 +60,20 @@ def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
 
 
 def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
-               use_cache: bool = True) -> Iterator[list[FileOutcome]]:
+               use_cache: bool = True, reuse: bool = False) -> Iterator[list[FileOutcome]]:
     """``run_files`` in parts (consecutive files, in order) as workers finish them, so the
     caller can write results while the workers go on.  Close it (``contextlib.closing``)
-    if you stop early or fail: that stops the workers at once."""
+    if you stop early or fail: that stops the workers at once.
+
+    ``reuse``: ``action``'s output is the lock, which ``lock.reuse`` may record and reuse."""
+    import time
+
+    from ..commands.common import forget_lint_configs
+    forget_lint_configs()  # read again, as in a new process (library callers run many times)
+    run = _Run(action, use_cache, reuse and use_cache, time.time())
     workers = _worker_count(_needing_parse(paths), jobs)
     if workers <= 1:
-        yield _run_chunk(list(paths), action, use_cache)[0]
+        yield _run_chunk(list(paths), run)[0]
         return
     # imported here: a run of a few files (one process) need not pay ~20 ms for them
     from concurrent.futures import ProcessPoolExecutor
@@ -80,7 +87,7 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
                              initializer=_worker_signals) as pool:
         try:
-            for outcomes, sources in _in_order(pool, chunks, workers, action, use_cache, known):
+            for outcomes, sources in _in_order(pool, chunks, workers, run, known):
                 common._SOURCES.texts.update(sources)  # so the CLI can print carets
                 yield outcomes
         except BaseException:  # interrupted (signal, Ctrl-C), closed early, a worker failed
@@ -88,7 +95,7 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
             raise
 
 
-def _in_order(pool, chunks: list[list[str]], workers: int, action: Action, use_cache: bool,
+def _in_order(pool, chunks: list[list[str]], workers: int, run: "_Run",
               known: Known) -> Iterator[tuple[list[FileOutcome], dict[str, str]]]:
     """Run ``chunks`` with at most ``workers`` submitted at a time (so each chunk starts
     with every digest learned so far), yielding results in chunk order."""
@@ -102,7 +109,7 @@ def _in_order(pool, chunks: list[list[str]], workers: int, action: Action, use_c
             index = next(pending, None)
             if index is None:
                 return
-            running[pool.submit(_run_chunk, chunks[index], action, use_cache, known)] = index
+            running[pool.submit(_run_chunk, chunks[index], run, known)] = index
 
     refill()
     for index in range(len(chunks)):
@@ -192,33 +199,89 @@ def _context():
     return None
 
 
-def _run_chunk(paths: list[str], action: Action, use_cache: bool, known: Known | None = None):
+class _Run(NamedTuple):
+    """What every chunk of one run shares (sent to worker processes)."""
+    action: Action  # a module-level function: sent by name
+    use_cache: bool
+    reuse: bool  # record and reuse locks (lock.reuse)
+    started: float  # time.time() before any artefact of the run was hashed
+
+
+def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     """Process ``paths`` in this process.  Returns the outcomes, the source texts read (for
     carets) and the digests of the artefacts hashed here (for the parent to pass on).
 
     ``known``: artefact digests the parent already has (``shared.hash_shared``)."""
     from ..commands import common
     from .cache import open_cache
-    cache = SharedDigests(known or {}, open_cache(use_cache))
+    cache = SharedDigests(known or {}, open_cache(run.use_cache))
     seen = set(common._SOURCES.texts)  # texts an earlier chunk of this worker returned
     outcomes = [FileOutcome(p) for p in paths]
-    compiled = [(o, _compile(o)) for o in outcomes]
+    compiled_cache = _compile_cache() if run.reuse else None
+    todo = [o for o in outcomes if compiled_cache is None or not _reused(o, compiled_cache)]
+    pending: dict[int, common.PendingEntry] | None = {} if compiled_cache else None
+    compiled = [(o, _compile(o, pending)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
     for outcome, manifest, measurements in _measure_all(ready, cache):
         try:
-            diagnostics, output = action(manifest, measurements)
+            diagnostics, output = run.action(manifest, measurements)
         except DiagnosticError as exc:
             diagnostics, output = exc.diagnostics, None
         outcome.diagnostics += diagnostics
         outcome.output = None if outcome.failed else output
+        entry = pending.pop(id(outcome), None) if pending else None
+        if entry is not None:
+            entry.store(lock=_lock_record(outcome, diagnostics, entry, cache, run.started))
+    for entry in (pending or {}).values():  # compiled, but not measured
+        entry.store()
     sources = {k: v for k, v in common._SOURCES.texts.items() if k not in seen}
     return outcomes, sources, cache.learned
 
 
-def _compile(outcome: FileOutcome) -> Manifest | None:
-    """Compile like every other command (lint configuration applied), then guard the matrix."""
-    from ..commands.common import compile_manifest
-    manifest, diagnostics = compile_manifest(outcome.path)
+def _compile_cache():
+    from ..compilecache import open_compile_cache
+    return open_compile_cache()
+
+
+def _reused(outcome: FileOutcome, compiled_cache) -> bool:
+    """Whether the lock recorded in the manifest's cache entry is still good: then it is the
+    outcome's output, with the manifest's warnings under today's lint configuration."""
+    from ..commands import common
+    from .reuse import reusable_text
+    found = compiled_cache.lock_data(outcome.path)
+    text = reusable_text(found[0]) if found is not None else None
+    if text is None:
+        return False
+    _, warnings, sources = found
+    diagnostics = common._apply_lint_config(outcome.path, warnings)  # may raise, as before
+    if any(d.is_error for d in diagnostics):
+        return False  # a warning raised to an error since: the normal path reports it
+    common._SOURCES.texts.update(sources)  # for the carets under the warnings
+    outcome.diagnostics += diagnostics
+    outcome.output = text
+    return True
+
+
+def _lock_record(outcome: FileOutcome, action_diagnostics: list[Diagnostic], entry,
+                 cache: SharedDigests, started: float) -> dict | None:
+    """What a later run may reuse of this outcome: a lock written with no diagnostic beyond
+    the manifest's own warnings (which are replayed on reuse)."""
+    if outcome.failed or action_diagnostics or outcome.output is None:
+        return None
+    from .reuse import record
+    return record(entry.manifest, cache.seen, started, outcome.output)
+
+
+def _compile(outcome: FileOutcome, pending: dict | None = None) -> Manifest | None:
+    """Compile like every other command (lint configuration applied), then guard the matrix.
+    ``pending``: the cache entry is not stored yet but put there (by ``id(outcome)``)."""
+    from ..commands import common
+    if pending is None:
+        manifest, diagnostics = common.compile_manifest(outcome.path)
+    else:
+        manifest, diagnostics, entry = common.compile_deferring_store(outcome.path)
+        if entry is not None:
+            pending[id(outcome)] = entry
     outcome.diagnostics += diagnostics
     if outcome.failed or manifest is None:
         if not outcome.failed:

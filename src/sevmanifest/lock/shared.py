@@ -64,22 +64,31 @@ def hash_known(artefacts: Iterable[Artefact], cache) -> Known:
 class SharedDigests:
     """A ``measure.hashing.DigestCache``: the parent's digests first, then ``disk`` (the
     digest cache, or None with ``--no-cache``), which also receives every store.  What this
-    process hashes itself is kept in ``learned``, for the parent to pass to later chunks."""
+    process hashes itself is kept in ``learned``, for the parent to pass to later chunks;
+    the identity of every file whose digest was used, in ``seen`` (for ``lock.reuse``)."""
 
     def __init__(self, known: Known, disk=None):
         self.known = known
         self.disk = disk
         self.learned: Known = {}
+        self.seen: dict[str, Identity] = {}
 
     def lookup(self, path: Path, st: os.stat_result) -> str | None:
-        hit = self.known.get(os.path.realpath(path))
+        real = os.path.realpath(path)
+        hit = self.known.get(real)
         if hit is not None and hit[0] == identity(st):
-            return hit[1]
-        return self.disk.lookup(path, st) if self.disk is not None else None
+            found = hit[1]
+        else:
+            found = self.disk.lookup(path, st) if self.disk is not None else None
+        if found is not None:
+            self.seen[real] = identity(st)
+        return found
 
     def store(self, path: Path, st: os.stat_result, sha256_hex: str) -> None:
         # st is the identity from before the bytes were read (hash_file's fstat)
-        self.learned[os.path.realpath(path)] = (identity(st), sha256_hex)
+        real = os.path.realpath(path)
+        self.learned[real] = (identity(st), sha256_hex)
+        self.seen[real] = identity(st)
         if self.disk is not None:
             self.disk.store(path, st, sha256_hex)
 

@@ -49,7 +49,7 @@ def lock_files(paths: Sequence[str], *, jobs: int | None = None,
         return LockRun(refused, [], [], exit_code(refused))
     outcomes, written, unchanged = [], [], []
     # written part by part while the workers compute the next parts
-    parts = iter_files(paths, _render_action, jobs=jobs, use_cache=use_cache)
+    parts = iter_files(paths, _render_action, jobs=jobs, use_cache=use_cache, reuse=True)
     with contextlib.closing(parts):
         for part in parts:
             outcomes += part
