@@ -4,6 +4,7 @@ variant instead of rehashed."""
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import resource
 import threading
@@ -39,6 +40,15 @@ def test_reads_are_bounded(images, monkeypatch):
     assert max(sizes) <= CHUNK_SIZE
     assert len(sizes) >= 4 + 3 + 1  # kernel alone needs 4 chunks and an EOF read
     assert result.artefact_digests["kernel"] == hashlib.sha256(kernel.read_bytes()).hexdigest()
+
+
+def test_the_buffer_is_a_sixteenth_of_the_file_within_bounds():
+    from sevmanifest.measure.stream import MIN_CHUNK_SIZE, chunk_size_for
+    assert chunk_size_for(0) == chunk_size_for(4 << 20) == MIN_CHUNK_SIZE  # the firmware
+    assert chunk_size_for(16 << 20) == 1 << 20  # a kernel
+    assert chunk_size_for(128 << 20) == chunk_size_for(4 << 30) == CHUNK_SIZE  # an initrd
+    sizes = [chunk_size_for(n) for n in range(0, 80 << 20, 999_983)]
+    assert sizes == sorted(sizes) and all(s % mmap.PAGESIZE == 0 for s in sizes)
 
 
 def test_sparse_large_file_in_bounded_memory(tmp_path):
