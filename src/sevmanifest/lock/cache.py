@@ -27,7 +27,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..cachedir import DIGESTS_SUBDIR as CACHE_SUBDIR
 from ..cachedir import default_cache_dir  # noqa: F401 - also public here

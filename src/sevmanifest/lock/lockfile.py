@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..diagnostics import EXIT_FAILED, Diagnostic, DiagnosticError, Severity, error, exit_code
 from ..fsutil import atomic_write

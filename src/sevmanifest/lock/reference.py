@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+
+TYPE_CHECKING = False  # not typing's: `sevm lock` reusing its locks need not import typing
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 from ..diagnostics import DiagnosticError, error
 from ..model import VM, Manifest, Variant

@@ -9,7 +9,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..diagnostics import Diagnostic, Severity, error, exit_code
 from ..fsutil import atomic_write_many
