@@ -6,11 +6,10 @@ models.  ``since`` is the first QEMU release known to ship the model ((7, 2) mea
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class CpuModelInfo:
+class CpuModelInfo(NamedTuple):  # not a dataclass: ~1 ms less start-up
     family: int
     model: int
     stepping: int

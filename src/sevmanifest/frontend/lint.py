@@ -5,15 +5,13 @@ disable a rule or raise it to an error (see ``sevmanifest.review.lintconfig``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from ..diagnostics import Diagnostic, Severity
 from ..model import VM, GuestType, Span
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):  # not a dataclass: ~1 ms less start-up
     id: str
     name: str
     severity: Severity

@@ -233,7 +233,8 @@ class _Builder(Transformer):
         head = [c for c in children if isinstance(c, Token) and c.type != "_NL"]
         self._tokens([c for c in children if isinstance(c, Token)])  # comments
         name = self._value(head[1])
-        extends = next((c for c in children if isinstance(c, tuple) and c[0] == "extends"), None)
+        # (the nodes are named tuples too: only the plain tuple extends() builds is wanted)
+        extends = next((c for c in children if type(c) is tuple and c[0] == "extends"), None)
         body = tuple(c for c in children if isinstance(c, (ast.Setting, ast.Block)))
         closing = head[-1]
         return ast.Decl(kind, _text(name), name.span, extends[1] if extends else None,
