@@ -1,7 +1,6 @@
 """The front end as one call: ``compile_file(path) -> Compilation``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, Severity, SourceCache, error
 from ..model import Manifest, Span
@@ -15,12 +14,16 @@ from .resolve import Loaded, load, resolve
 MAX_DIAGNOSTICS = 200
 
 
-@dataclass
 class Compilation:
-    manifest: Manifest | None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    sources: SourceCache = field(default_factory=SourceCache)
-    documents: dict[str, ast.Document] = field(default_factory=dict)
+    """The front end's result: the manifest (None when it could not be built), every
+    diagnostic, the source texts (for carets) and the syntax trees by file name."""
+
+    def __init__(self, manifest: Manifest | None, diagnostics: list[Diagnostic],
+                 sources: SourceCache, documents: dict[str, ast.Document]):
+        self.manifest = manifest
+        self.diagnostics = diagnostics
+        self.sources = sources
+        self.documents = documents
 
     @property
     def ok(self) -> bool:

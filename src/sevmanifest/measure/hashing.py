@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import namedtuple
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, DiagnosticError, error
@@ -37,12 +37,11 @@ class DigestCache(Protocol):
     def store(self, path: Path, st: os.stat_result, sha256_hex: str) -> None: ...
 
 
-@dataclass
-class FileDigest:
-    path: Path
-    sha256_hex: str
-    state: "hashlib._Hash | None"  # the hash object after the whole file, when requested
-    from_cache: bool = False
+class FileDigest(namedtuple("FileDigest", "path sha256_hex state from_cache",
+                             defaults=(False,))):
+    """``path``, ``sha256_hex``, ``state`` (the hash object after the whole file, when it was
+    asked for) and ``from_cache``.  (Named tuples here: see measure/digest.py.)"""
+    __slots__ = ()
 
 
 def file_key(path: Path) -> Path:
@@ -101,10 +100,10 @@ def _check_size(path: Path, what: str, size: int, span) -> None:
             f"(limit {limit:,} bytes); is the path right?", span, fatal_input=True))
 
 
-@dataclass(frozen=True)
-class HashJob:
-    artefact: Artefact
-    keep_state: bool
+class HashJob(namedtuple("HashJob", "artefact keep_state")):
+    """Hash ``artefact``'s file; ``keep_state``: keep the hash object after it (the
+    firmware's is the launch digest's prefix)."""
+    __slots__ = ()
 
 
 def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 from ..diagnostics import DiagnosticError, error
@@ -74,10 +74,10 @@ assert ctypes.sizeof(ResetBlockData) == 4 and ctypes.sizeof(AreaData) == 8
 MAX_TAIL = RESET_AREA + TRAILER_SIZE + 0xFFFF
 
 
-@dataclass(frozen=True)
-class TableEntry:
-    guid_le: bytes  # the GUID as stored (mixed-endian), 16 bytes
-    data: bytes
+class TableEntry(namedtuple("TableEntry", "guid_le data")):
+    """One footer-table entry: ``guid_le`` (the GUID as stored, mixed-endian, 16 bytes) and
+    its ``data``.  (Named tuples here: see measure/digest.py.)"""
+    __slots__ = ()
 
     @property
     def guid(self) -> "uuid.UUID":
@@ -93,19 +93,20 @@ class TableEntry:
         return GUID_NAMES.get(self.guid_le, "unknown")
 
 
-@dataclass(frozen=True)
-class FirmwareInfo:
-    """What the measurement needs to know about a firmware image, besides its bytes."""
+class FirmwareInfo(namedtuple("FirmwareInfo", "path size total_len entries ap_reset_address "
+                              "reset_block_legacy hash_table secret_area has_sev_metadata")):
+    """What the measurement needs to know about a firmware image, besides its bytes:
 
-    path: Path
-    size: int
-    total_len: int | None  # None: no footer table
-    entries: tuple[TableEntry, ...]  # in file order (the walk runs backwards; this is reversed)
-    ap_reset_address: int | None  # None: no SEV-ES reset block (0 is kept: QEMU rejects it)
-    reset_block_legacy: bool  # True when R came from the pre-table position
-    hash_table: tuple[int, int] | None  # (base, size) of the kernel-hashes area
-    secret_area: tuple[int, int] | None  # (base, size) of the launch-secret area
-    has_sev_metadata: bool  # the SNP "ASEV" entry; not needed for SEV / SEV-ES
+    - ``path``, ``size``;
+    - ``total_len``: the footer table's length, None when there is none;
+    - ``entries``: TableEntries in file order (the walk runs backwards; this is reversed);
+    - ``ap_reset_address``: None without an SEV-ES reset block (0 is kept: QEMU rejects it);
+    - ``reset_block_legacy``: True when R came from the pre-table position;
+    - ``hash_table``, ``secret_area``: (base, size) of the kernel-hashes and launch-secret
+      areas, or None;
+    - ``has_sev_metadata``: the SNP "ASEV" entry (not needed for SEV / SEV-ES).
+    """
+    __slots__ = ()
 
     @property
     def gpa(self) -> int:

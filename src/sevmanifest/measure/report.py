@@ -7,26 +7,21 @@ below names which one it is.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ..model import GuestType, Variant, Vmm
 from .digest import VariantDigest, VmMeasurement
 
 
-@dataclass(frozen=True)
-class MeasurementInputs:
-    """The LAUNCH_MEASURE inputs besides the LD and the TIK (the TIK is never shown)."""
-
-    api_major: int
-    api_minor: int
-    build: int
-    mnonce: bytes
+class MeasurementInputs(namedtuple("MeasurementInputs", "api_major api_minor build mnonce")):
+    """The LAUNCH_MEASURE inputs besides the LD and the TIK (the TIK is never shown):
+    ``api_major``, ``api_minor``, ``build`` (ints) and ``mnonce`` (16 bytes)."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Hmac:
-    measurement: bytes  # 32 bytes
-    blob: bytes  # measurement ‖ mnonce, 48 bytes
+class Hmac(namedtuple("Hmac", "measurement blob")):
+    """``measurement`` (32 bytes) and ``blob`` (measurement ‖ mnonce, 48 bytes)."""
+    __slots__ = ()
 
     @property
     def blob_b64(self) -> str:

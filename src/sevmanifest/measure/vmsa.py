@@ -8,7 +8,7 @@ at its offset (zero fields included, for readable dumps); the gaps become reserv
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from collections import namedtuple
 from functools import lru_cache
 
 from ..model import Vmm
@@ -78,15 +78,13 @@ assert ctypes.sizeof(SevEsSaveArea) == PAGE_SIZE
 assert all(getattr(SevEsSaveArea, name).offset == off for off, name, _ in SAVE_AREA_LAYOUT)
 
 
-@dataclass(frozen=True)
-class VmsaProfile:
-    """Everything a VMSA page depends on apart from BSP/AP."""
-
-    vmm: Vmm
-    reset_address: int  # the AP reset address R from the firmware
-    cpu_signature: int | None  # RDX for vmm qemu; unused for ec2/gce
-    legacy_vm_type: bool  # True: legacy KVM init, FPU fields zero; False: KVM_SEV_INIT2
-    sev_features: int
+class VmsaProfile(namedtuple("VmsaProfile",
+                             "vmm reset_address cpu_signature legacy_vm_type sev_features")):
+    """Everything a VMSA page depends on apart from BSP/AP: ``vmm``; ``reset_address`` (the
+    AP reset address R from the firmware); ``cpu_signature`` (RDX for vmm qemu, unused for
+    ec2/gce); ``legacy_vm_type`` (True: legacy KVM init, FPU fields zero; False:
+    KVM_SEV_INIT2); ``sev_features``.  (A named tuple: see measure/digest.py.)"""
+    __slots__ = ()
 
     @property
     def rdx(self) -> int:

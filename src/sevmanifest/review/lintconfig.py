@@ -18,7 +18,7 @@ import dataclasses
 import os
 import re
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, DiagnosticError, Severity, error
@@ -30,11 +30,12 @@ KEYS = ("disable", "error")
 MAX_CONFIG_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class LintConfig:
-    source: Path | None = None  # the file the settings came from; None: defaults
-    disabled: frozenset[str] = frozenset()  # rule ids
-    errors: frozenset[str] = frozenset()  # rule ids raised from warning to error
+class LintConfig(namedtuple("LintConfig", "source disabled errors",
+                            defaults=(None, frozenset(), frozenset()))):
+    """``source``: the file the settings came from (None: the defaults); ``disabled``: rule
+    ids; ``errors``: rule ids raised from warning to error.  A named tuple, not a dataclass:
+    every command loads it (~1 ms less start-up)."""
+    __slots__ = ()
 
     def apply(self, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
         """Drop disabled rules' diagnostics and raise the listed warnings to errors."""
