@@ -182,3 +182,16 @@ def test_damaged_reuse_data_is_measured_again(repo, measured):
     os.utime(Path("../images") / KERNEL)  # a new mtime: the recorded identity is stale
     lock_files(repo, jobs=1)
     assert len(measured) == calls + 1 and _locks(repo) == first
+
+
+def test_each_artefact_identity_is_taken_once_per_run(repo, monkeypatch):
+    lock_files(repo, jobs=1)
+    real_stat, seen = os.stat, []
+
+    def counting(path, *args, **kwargs):
+        seen.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(reuse.os, "stat", counting)
+    assert lock_files(repo, jobs=1).exit_code == 0
+    images = [p for p in seen if "/images/" in p]
+    assert len(images) == 3 == len(set(images))  # three manifests, three shared images

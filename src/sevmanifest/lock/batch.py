@@ -219,7 +219,9 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     seen = set(common._SOURCES.texts)  # texts an earlier chunk of this worker returned
     outcomes = [FileOutcome(p) for p in paths]
     compiled_cache = _compile_cache() if run.reuse else None
-    todo = [o for o in outcomes if compiled_cache is None or not _reused(o, compiled_cache)]
+    identities: dict = {}  # artefact path -> identity, looked up once in this chunk
+    todo = [o for o in outcomes
+            if compiled_cache is None or not _reused(o, compiled_cache, identities)]
     pending: dict[int, common.PendingEntry] | None = {} if compiled_cache else None
     compiled = [(o, _compile(o, pending)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
@@ -244,13 +246,13 @@ def _compile_cache():
     return open_compile_cache()
 
 
-def _reused(outcome: FileOutcome, compiled_cache) -> bool:
+def _reused(outcome: FileOutcome, compiled_cache, identities: dict) -> bool:
     """Whether the lock recorded in the manifest's cache entry is still good: then it is the
     outcome's output, with the manifest's warnings under today's lint configuration."""
     from ..commands import common
     from .reuse import reusable_text
     found = compiled_cache.lock_data(outcome.path)
-    text = reusable_text(found[0]) if found is not None else None
+    text = reusable_text(found[0], identities) if found is not None else None
     if text is None:
         return False
     _, warnings, sources = found

@@ -45,13 +45,28 @@ def record(manifest, identities: dict[str, Identity], hashed_after: float,
     return {"artefacts": artefacts, "text": text.decode("utf-8", "surrogateescape")}
 
 
-def reusable_text(data: dict) -> bytes | None:
-    """The recorded lock text if every artefact still has its recorded identity."""
+def reusable_text(data: dict, current: dict | None = None) -> bytes | None:
+    """The recorded lock text if every artefact still has its recorded identity.
+
+    ``current``: identities already looked up in this run, by path (a fleet names the same
+    few images hundreds of times; like their digests, they are taken once per run)."""
+    current = {} if current is None else current
     try:
         text = data["text"]
         for path, *seen in data["artefacts"]:
-            if not isinstance(path, str) or identity(os.stat(path)) != tuple(seen):
+            if not isinstance(path, str):
+                return None
+            if path not in current:
+                current[path] = _identity_or_none(path)
+            if current[path] != tuple(seen):
                 return None
         return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else None
-    except (OSError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _identity_or_none(path: str) -> Identity | None:
+    try:
+        return identity(os.stat(path))
+    except (OSError, ValueError):  # (ValueError: a NUL in a planted path)
         return None

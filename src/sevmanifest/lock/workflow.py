@@ -62,12 +62,15 @@ def _write_locks(outcomes: list[FileOutcome], written: list[Path], unchanged: li
     """Write each outcome's lock unless it already holds those bytes (appending to
     ``written`` or ``unchanged``); a lock that cannot be written is an error of its outcome."""
     todo, scheduled = [], set()
+    real_dirs: dict[Path, str] = {}  # a repository's locks share a few directories
     for outcome in outcomes:
         if outcome.output is None:
             continue
         target = lock_path(outcome.path)
+        if target.parent not in real_dirs:
+            real_dirs[target.parent] = os.path.realpath(target.parent)
         # the same manifest named twice: written once, then "up to date" (as when sequential)
-        key = (os.path.join(os.path.realpath(target.parent), target.name), outcome.output)
+        key = (os.path.join(real_dirs[target.parent], target.name), outcome.output)
         if key in scheduled or _holds(target, outcome.output):
             unchanged.append(target)
         else:
