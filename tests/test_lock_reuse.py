@@ -195,3 +195,17 @@ def test_each_artefact_identity_is_taken_once_per_run(repo, monkeypatch):
     assert lock_files(repo, jobs=1).exit_code == 0
     images = [p for p in seen if "/images/" in p]
     assert len(images) == 3 == len(set(images))  # three manifests, three shared images
+
+
+def test_a_lock_too_large_for_the_cache_keeps_the_compiled_manifest(repo, monkeypatch):
+    from sevmanifest import compilecache
+    from sevmanifest.commands import common
+    common._compiled(repo[0])  # the entry without a lock
+    entry, = Path(os.environ["XDG_CACHE_HOME"], "sevmanifest", "compiled-v1").iterdir()
+    # room for the compiled manifest, not for the lock beside it (a huge matrix's lock)
+    monkeypatch.setattr(compilecache, "MAX_ENTRY_SIZE", entry.stat().st_size)
+    entry.unlink()
+    assert lock_files(repo[:1], jobs=1).exit_code == 0
+    cache = open_compile_cache()
+    assert cache.lock_data(repo[0]) is None  # the lock did not fit
+    assert cache.lookup(repo[0]) is not None  # the compiled manifest did

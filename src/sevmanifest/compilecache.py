@@ -161,6 +161,8 @@ class CompileCache:
             # (json escapes everything that is not ASCII)
             rest = b"\n".join([header, *(line.encode("ascii") for line in lines)])
             if len(rest) > MAX_ENTRY_SIZE:
+                if lock is not None:  # a huge matrix's lock: keep at least the compilation
+                    self.store(path, manifest, diagnostics, sources)
                 return
             check = hashlib.sha256(rest).hexdigest().encode("ascii") + b"\n"
             entry = entry_file(self.directory, key)
