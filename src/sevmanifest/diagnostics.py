@@ -21,6 +21,8 @@ class Severity(enum.Enum):
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem or warning, located in the source when it has a place there."""
+
     severity: Severity
     message: str
     span: Span | None = None

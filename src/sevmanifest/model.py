@@ -141,6 +141,8 @@ class HostMatrix:
 
 @dataclass(frozen=True)
 class Disk:
+    """A disk of the launch block (rendered, never measured)."""
+
     path: str  # as written; rendered relative to nothing (QEMU resolves it at launch)
     format: str = "raw"
     resolved: Path | None = None
@@ -179,6 +181,8 @@ class Variant:
 
 @dataclass(frozen=True)
 class VM:
+    """One confidential VM: its artefacts, policy, host stack and matrix dimensions."""
+
     name: str
     file: str  # the manifest that declares the vm, as given on the command line
     type: GuestType
@@ -223,6 +227,8 @@ class VM:
 
 @dataclass(frozen=True)
 class Manifest:
+    """What one manifest file declares (with its imports): its vms, in order."""
+
     file: str
     vms: tuple[VM, ...]
 
