@@ -209,3 +209,18 @@ def test_a_lock_too_large_for_the_cache_keeps_the_compiled_manifest(repo, monkey
     cache = open_compile_cache()
     assert cache.lock_data(repo[0]) is None  # the lock did not fit
     assert cache.lookup(repo[0]) is not None  # the compiled manifest did
+
+
+def test_an_entry_that_cannot_be_reused_is_read_once(repo, monkeypatch):
+    from sevmanifest import compilecache
+    lock_files(repo, jobs=1)
+    os.utime(Path("../images") / INITRD)  # the recorded identity is stale: measured again
+    reads = []
+    real = compilecache.read_entry
+
+    def counting(file):
+        reads.append(file)
+        return real(file)
+    monkeypatch.setattr(compilecache, "read_entry", counting)
+    assert lock_files(repo, jobs=1).exit_code == 0
+    assert len(reads) == len(set(reads)) == 3  # looked up once, for reuse and for compiling

@@ -29,6 +29,7 @@ import hashlib
 import os
 import stat
 import sys
+from collections import namedtuple
 
 TYPE_CHECKING = False  # not typing's: importing typing costs earlyhash ~8 ms
 if TYPE_CHECKING:
@@ -117,6 +118,16 @@ def _read_bounded(path: str) -> bytes:
     return b"".join(chunks)
 
 
+class ValidEntry(namedtuple("ValidEntry", "meta warnings model sources")):
+    """An entry whose key and source files checked out: ``meta`` (its plain-JSON line),
+    the warnings and the model (``modelcodec`` lines, not decoded yet) and ``sources`` (the
+    source texts, read for the check)."""
+    __slots__ = ()
+
+
+_READ = object()  # lookup(): read the entry (no ValidEntry given)
+
+
 class CompileCache:
     """``lookup(path)`` and ``store(path, manifest, diagnostics, sources)``."""
 
@@ -124,10 +135,14 @@ class CompileCache:
         self.directory = os.fspath(directory)
         self.hits = self.misses = self.stores = 0
 
-    def lookup(self, path: str) -> tuple[Manifest, list[Diagnostic], dict[str, str]] | None:
-        """The compiled manifest, its warnings and the source texts, or None (a miss)."""
+    def lookup(self, path: str, entry=_READ
+               ) -> tuple[Manifest, list[Diagnostic], dict[str, str]] | None:
+        """The compiled manifest, its warnings and the source texts, or None (a miss).
+        ``entry``: what ``valid_entry(path)`` returned already (None: a miss), not read again."""
         try:
-            found = self._lookup(path)
+            if entry is _READ:
+                entry = self._valid(path)
+            found = self._decode(entry) if entry is not None else None
         except _READ_ERRORS:
             found = None
         if found is None:
@@ -198,33 +213,42 @@ class CompileCache:
             pass
         return removed
 
-    def lock_data(self, path: str) -> tuple[dict, list[Diagnostic], dict[str, str]] | None:
-        """What ``store(..., lock=)`` recorded for ``path``, with the warnings and the source
-        texts, if the entry is still valid (same code, working directory and source files).
-        The model is not decoded."""
+    def valid_entry(self, path: str) -> ValidEntry | None:
+        """``path``'s entry if it is still valid (same code, working directory and source
+        files), without decoding it; None for a miss."""
         try:
-            found = self._valid(path)
-            if found is None or not isinstance(found[0].get("lock"), dict):
-                return None
-            return found[0]["lock"], _diagnostics(found[1]), found[3]
+            return self._valid(path)
         except _READ_ERRORS:
             return None
 
-    def _lookup(self, path: str):
+    def lock_data(self, path: str) -> tuple[dict, list[Diagnostic], dict[str, str]] | None:
+        """``lock_of`` the entry of ``path``, if it is still valid."""
+        entry = self.valid_entry(path)
+        return self.lock_of(entry) if entry is not None else None
+
+    @staticmethod
+    def lock_of(entry: ValidEntry) -> tuple[dict, list[Diagnostic], dict[str, str]] | None:
+        """What ``store(..., lock=)`` recorded in ``entry``, with the warnings and the source
+        texts (the model is not decoded); None when there is none."""
+        try:
+            lock = entry.meta.get("lock")
+            return (lock, _diagnostics(entry.warnings), entry.sources) \
+                if isinstance(lock, dict) else None
+        except _READ_ERRORS:
+            return None
+
+    @staticmethod
+    def _decode(entry: ValidEntry):
         from . import modelcodec
         from .model import Manifest
-        found = self._valid(path)
-        if found is None:
-            return None
-        _, diagnostics, model, sources = found
-        manifest = modelcodec.loads(model.decode("ascii"))
+        manifest = modelcodec.loads(entry.model.decode("ascii"))
         if not isinstance(manifest, Manifest):
             return None
-        return manifest, _diagnostics(diagnostics), sources
+        return manifest, _diagnostics(entry.warnings), entry.sources
 
-    def _valid(self, path: str) -> tuple[dict, bytes, bytes, dict[str, str]] | None:
-        """(meta, undecoded warnings, undecoded model, source texts) of ``path``'s entry, if
-        its key matches and every source file still has the recorded bytes and real path."""
+    def _valid(self, path: str) -> ValidEntry | None:
+        """``path``'s entry, if its key matches and every source file still has the
+        recorded bytes and real path."""
         import json
 
         from .frontend.source import read_source
@@ -248,7 +272,7 @@ class CompileCache:
                 return None
             sources[name] = text
         _refresh(entry_file(self.directory, key))
-        return meta, diagnostics, model, sources
+        return ValidEntry(meta, diagnostics, model, sources)
 
 
 def _diagnostics(line: bytes) -> list[Diagnostic]:

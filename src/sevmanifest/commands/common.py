@@ -8,6 +8,7 @@ from ..diagnostics import Diagnostic, DiagnosticError, SourceCache, error, forma
 from ..model import VM, Manifest
 
 _SOURCES = SourceCache()
+READ_ENTRY = object()  # _compiled(): look the cache entry up (none was read before)
 # lock.guard bounds one vm at 10,000 variants; many vms extending one template could still
 # expand a small manifest to millions (60 × 10,000 took 38 s and 1.6 GB in `sevm measure`).
 MAX_MANIFEST_VARIANTS = 50_000
@@ -60,13 +61,15 @@ def compile_manifest(path: str, *, firmware_checks: bool = False):
     return manifest, _checked(path, manifest, diagnostics, firmware_checks)
 
 
-def compile_deferring_store(path: str):
+def compile_deferring_store(path: str, entry=READ_ENTRY):
     """``compile_manifest`` for ``sevm lock``: (manifest, diagnostics, PendingEntry or None).
     A compiled manifest is written to the cache only when ``.store(lock=...)`` is called, once
     its lock exists, so the entry can carry what a later run may reuse (``lock.reuse``)
-    without being written twice.  None: nothing to store (caching is off, or errors)."""
+    without being written twice.  None: nothing to store (caching is off, or errors).
+    ``entry``: the cache's ``valid_entry(path)`` when the caller has read it (None: a miss),
+    ``READ_ENTRY`` to look it up here."""
     pending = []
-    manifest, diagnostics = _compiled(path, pending=pending)
+    manifest, diagnostics = _compiled(path, pending=pending, entry=entry)
     return manifest, _checked(path, manifest, diagnostics, False), \
         (pending[0] if pending else None)
 
@@ -83,12 +86,16 @@ def _checked(path: str, manifest: Manifest | None, diagnostics: list[Diagnostic]
     return diagnostics
 
 
-def _compiled(path: str, pending: list | None = None) -> tuple[Manifest | None, list[Diagnostic]]:
+def _compiled(path: str, pending: list | None = None,
+              entry=READ_ENTRY) -> tuple[Manifest | None, list[Diagnostic]]:
     """The front end's result before lint configuration: from the cache, or compiled (and
-    then stored; with ``pending``, a PendingEntry that stores it is appended there instead)."""
+    then stored; with ``pending``, a PendingEntry that stores it is appended there instead).
+    ``entry``: as for ``compile_deferring_store``."""
     from ..compilecache import open_compile_cache
     cache = open_compile_cache() if path != "-" else None
-    hit = cache.lookup(path) if cache is not None else None
+    hit = None
+    if cache is not None:
+        hit = cache.lookup(path) if entry is READ_ENTRY else cache.lookup(path, entry)
     if hit is not None:
         manifest, diagnostics, sources = hit
         _SOURCES.texts.update(sources)

@@ -220,10 +220,11 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     outcomes = [FileOutcome(p) for p in paths]
     compiled_cache = _compile_cache() if run.reuse else None
     identities: dict = {}  # artefact path -> identity, looked up once in this chunk
+    entries: dict[int, object] = {}  # id(outcome) -> its valid cache entry (or None), read once
     todo = [o for o in outcomes
-            if compiled_cache is None or not _reused(o, compiled_cache, identities)]
+            if compiled_cache is None or not _reused(o, compiled_cache, identities, entries)]
     pending: dict[int, common.PendingEntry] | None = {} if compiled_cache else None
-    compiled = [(o, _compile(o, pending)) for o in todo]
+    compiled = [(o, _compile(o, pending, entries)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
     for outcome, manifest, measurements in _measure_all(ready, cache):
         try:
@@ -246,12 +247,14 @@ def _compile_cache():
     return open_compile_cache()
 
 
-def _reused(outcome: FileOutcome, compiled_cache, identities: dict) -> bool:
+def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dict) -> bool:
     """Whether the lock recorded in the manifest's cache entry is still good: then it is the
-    outcome's output, with the manifest's warnings under today's lint configuration."""
+    outcome's output, with the manifest's warnings under today's lint configuration.  The
+    entry read here is kept in ``entries`` for compiling (it is not read twice)."""
     from ..commands import common
     from .reuse import reusable_text
-    found = compiled_cache.lock_data(outcome.path)
+    entry = entries[id(outcome)] = compiled_cache.valid_entry(outcome.path)
+    found = compiled_cache.lock_of(entry) if entry is not None else None
     text = reusable_text(found[0], identities) if found is not None else None
     if text is None:
         return False
@@ -275,14 +278,17 @@ def _lock_record(outcome: FileOutcome, action_diagnostics: list[Diagnostic], ent
     return record(entry.manifest, cache.seen, started, outcome.output)
 
 
-def _compile(outcome: FileOutcome, pending: dict | None = None) -> Manifest | None:
+def _compile(outcome: FileOutcome, pending: dict | None = None,
+             entries: dict | None = None) -> Manifest | None:
     """Compile like every other command (lint configuration applied), then guard the matrix.
-    ``pending``: the cache entry is not stored yet but put there (by ``id(outcome)``)."""
+    ``pending``: the cache entry is not stored yet but put there (by ``id(outcome)``);
+    ``entries``: cache entries ``_reused`` read already (by ``id(outcome)``)."""
     from ..commands import common
     if pending is None:
         manifest, diagnostics = common.compile_manifest(outcome.path)
     else:
-        manifest, diagnostics, entry = common.compile_deferring_store(outcome.path)
+        read = (entries or {}).get(id(outcome), common.READ_ENTRY)
+        manifest, diagnostics, entry = common.compile_deferring_store(outcome.path, read)
         if entry is not None:
             pending[id(outcome)] = entry
     outcome.diagnostics += diagnostics
