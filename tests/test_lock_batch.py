@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,6 +159,9 @@ def test_corrupt_cache_warns_once_and_the_run_succeeds(settled, tmp_path):
     assert sevm("lock", *names, cwd=vms, env={"XDG_CACHE_HOME": str(xdg)}).returncode == 0
     for entry in cache_entries(xdg):
         entry.write_text("{ garbage")
+    # without the compiled manifests (and the locks they record) everything is measured
+    # again, through the damaged digest cache
+    shutil.rmtree(xdg / "sevmanifest" / "compiled-v1")
     result = sevm("check", "--locked", *names, cwd=vms, env={"XDG_CACHE_HOME": str(xdg)})
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("ignoring corrupt digest cache entry") == 1

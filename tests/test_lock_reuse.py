@@ -224,3 +224,41 @@ def test_an_entry_that_cannot_be_reused_is_read_once(repo, monkeypatch):
     monkeypatch.setattr(compilecache, "read_entry", counting)
     assert lock_files(repo, jobs=1).exit_code == 0
     assert len(reads) == len(set(reads)) == 3  # looked up once, for reuse and for compiling
+
+
+# -- sevm check --locked ----------------------------------------------------------------------
+
+from sevmanifest.lock.workflow import check_locked_files  # noqa: E402
+
+
+def test_check_locked_of_an_unchanged_repository_does_not_measure(repo, measured):
+    lock_files(repo, jobs=1)
+    calls = len(measured)
+    assert check_locked_files(repo, jobs=1) == ([], 0)
+    assert len(measured) == calls
+
+
+@pytest.mark.parametrize("change", ["lock edited", "lock removed", "image changed"])
+def test_check_locked_still_finds_every_stale_lock(repo, measured, change):
+    lock_files(repo, jobs=1)
+    lock = Path(f"{repo[1]}.lock")
+    if change == "lock edited":
+        lock.write_text(lock.read_text().replace("vcpus = 2", "vcpus = 3", 1))
+    elif change == "lock removed":
+        lock.unlink()
+    else:
+        path = Path("../images") / INITRD
+        data = bytearray(path.read_bytes())
+        data[0] ^= 1
+        path.write_bytes(bytes(data))
+    calls = len(measured)
+    diagnostics, status = check_locked_files(repo, jobs=1)
+    assert status == 1 and diagnostics
+    assert len(measured) > calls  # compared the normal way, which says what changed
+    stale = {d.message.split(":")[0] for d in diagnostics if d.is_error}
+    if change == "image changed":
+        assert stale == {f"{n}.lock" for n in repo}
+    else:
+        assert stale == {str(lock)}
+    # and without any cache the verdict is the same
+    assert check_locked_files(repo, jobs=1, use_cache=False)[1] == 1

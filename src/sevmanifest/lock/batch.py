@@ -50,28 +50,30 @@ class FileOutcome:
 
 
 def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
-              use_cache: bool = True) -> list[FileOutcome]:
+              use_cache: bool = True, reuse: str | None = None) -> list[FileOutcome]:
     """Apply ``action`` to every file; outcomes in the order of ``paths``.
 
     ``action`` must be a module-level function (it is sent to worker processes by name).
     """
-    parts = iter_files(paths, action, jobs=jobs, use_cache=use_cache)
+    parts = iter_files(paths, action, jobs=jobs, use_cache=use_cache, reuse=reuse)
     with contextlib.closing(parts):
         return [outcome for part in parts for outcome in part]
 
 
 def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
-               use_cache: bool = True, reuse: bool = False) -> Iterator[list[FileOutcome]]:
+               use_cache: bool = True, reuse: str | None = None) -> Iterator[list[FileOutcome]]:
     """``run_files`` in parts (consecutive files, in order) as workers finish them, so the
     caller can write results while the workers go on.  Close it (``contextlib.closing``)
     if you stop early or fail: that stops the workers at once.
 
-    ``reuse``: ``action``'s output is the lock, which ``lock.reuse`` may record and reuse."""
+    ``reuse`` (``lock.reuse``): ``"write"``, ``action``'s output is the lock, which may be
+    recorded and reused; ``"compare"``, ``action`` compares with the lock file, and a file
+    that holds exactly the recorded lock is current without measuring."""
     import time
 
     from ..commands.common import forget_lint_configs
     forget_lint_configs()  # read again, as in a new process (library callers run many times)
-    run = _Run(action, use_cache, reuse and use_cache, time.time())
+    run = _Run(action, use_cache, reuse if use_cache else None, time.time())
     workers = _worker_count(_needing_parse(paths), jobs)
     if workers <= 1:
         yield _run_chunk(list(paths), run)[0]
@@ -202,8 +204,9 @@ def _context():
 
 class _Run(namedtuple("_Run", "action use_cache reuse started")):
     """What every chunk of one run shares (sent to worker processes): ``action`` (a
-    module-level function: sent by name), ``use_cache``, ``reuse`` (record and reuse locks:
-    lock.reuse) and ``started`` (time.time() before any artefact of the run was hashed).
+    module-level function: sent by name), ``use_cache``, ``reuse`` (None, "write" or
+    "compare": see iter_files) and ``started`` (time.time() before any artefact of the run
+    was hashed).
     A namedtuple, not typing's NamedTuple: ``sevm lock`` need not import typing (~6 ms)."""
     __slots__ = ()
 
@@ -221,9 +224,10 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     compiled_cache = _compile_cache() if run.reuse else None
     identities: dict = {}  # artefact path -> identity, looked up once in this chunk
     entries: dict[int, object] = {}  # id(outcome) -> its valid cache entry (or None), read once
-    todo = [o for o in outcomes
-            if compiled_cache is None or not _reused(o, compiled_cache, identities, entries)]
-    pending: dict[int, common.PendingEntry] | None = {} if compiled_cache else None
+    compare = run.reuse == "compare"
+    todo = [o for o in outcomes if compiled_cache is None
+            or not _reused(o, compiled_cache, identities, entries, compare)]
+    pending: dict[int, common.PendingEntry] | None = {} if run.reuse == "write" else None
     compiled = [(o, _compile(o, pending, entries)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
     for outcome, manifest, measurements in _measure_all(ready, cache):
@@ -247,16 +251,18 @@ def _compile_cache():
     return open_compile_cache()
 
 
-def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dict) -> bool:
+def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dict,
+            compare: bool = False) -> bool:
     """Whether the lock recorded in the manifest's cache entry is still good: then it is the
-    outcome's output, with the manifest's warnings under today's lint configuration.  The
-    entry read here is kept in ``entries`` for compiling (it is not read twice)."""
+    outcome's output (``compare``: the lock file holds exactly it, and the outcome is
+    "current"), with the manifest's warnings under today's lint configuration.  The entry
+    read here is kept in ``entries`` for compiling (it is not read twice)."""
     from ..commands import common
     from .reuse import reusable_text
     entry = entries[id(outcome)] = compiled_cache.valid_entry(outcome.path)
     found = compiled_cache.lock_of(entry) if entry is not None else None
     text = reusable_text(found[0], identities) if found is not None else None
-    if text is None:
+    if text is None or (compare and not _file_holds(outcome.path, text)):
         return False
     _, warnings, sources = found
     diagnostics = common._apply_lint_config(outcome.path, warnings)  # may raise, as before
@@ -264,8 +270,15 @@ def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dic
         return False  # a warning raised to an error since: the normal path reports it
     common._SOURCES.texts.update(sources)  # for the carets under the warnings
     outcome.diagnostics += diagnostics
-    outcome.output = text
+    outcome.output = None if compare else text
     return True
+
+
+def _file_holds(manifest_path: str, text: bytes) -> bool:
+    """The manifest's lock file has exactly ``text`` (anything else is compared the normal
+    way, which says what changed)."""
+    from .lockfile import holds, lock_path
+    return holds(lock_path(manifest_path), text)
 
 
 def _lock_record(outcome: FileOutcome, action_diagnostics: list[Diagnostic], entry,

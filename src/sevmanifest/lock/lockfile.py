@@ -82,6 +82,14 @@ def read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
+def holds(path: Path, data: bytes) -> bool:
+    """The file at ``path`` has exactly these bytes (a missing or unreadable one has not)."""
+    try:
+        return read_regular_file(path) == data
+    except (OSError, LockUnreadable):
+        return False
+
+
 def read_lock(path: Path) -> dict | None:
     """The parsed lock, or None when there is none.  Raises LockUnreadable."""
     try:

@@ -15,8 +15,7 @@ from ..diagnostics import Diagnostic, Severity, error, exit_code
 from ..fsutil import atomic_write_many
 from ..model import Manifest
 from .batch import FileOutcome, iter_files, run_files
-from .lockfile import (LockUnreadable, check_locked, lock_path, read_regular_file,
-                       render_lock)
+from .lockfile import check_locked, holds, lock_path, render_lock
 
 
 def _render_action(manifest: Manifest, measurements: list) -> tuple[list[Diagnostic], bytes]:
@@ -49,7 +48,7 @@ def lock_files(paths: Sequence[str], *, jobs: int | None = None,
         return LockRun(refused, [], [], exit_code(refused))
     outcomes, written, unchanged = [], [], []
     # written part by part while the workers compute the next parts
-    parts = iter_files(paths, _render_action, jobs=jobs, use_cache=use_cache, reuse=True)
+    parts = iter_files(paths, _render_action, jobs=jobs, use_cache=use_cache, reuse="write")
     with contextlib.closing(parts):
         for part in parts:
             outcomes += part
@@ -71,7 +70,8 @@ def _write_locks(outcomes: list[FileOutcome], written: list[Path], unchanged: li
             real_dirs[target.parent] = os.path.realpath(target.parent)
         # the same manifest named twice: written once, then "up to date" (as when sequential)
         key = (os.path.join(real_dirs[target.parent], target.name), outcome.output)
-        if key in scheduled or _holds(target, outcome.output):
+        # (a lock that already has exactly these bytes is left alone, mtime and all)
+        if key in scheduled or holds(target, outcome.output):
             unchanged.append(target)
         else:
             scheduled.add(key)
@@ -82,14 +82,6 @@ def _write_locks(outcomes: list[FileOutcome], written: list[Path], unchanged: li
             written.append(target)
         else:
             outcome.diagnostics.append(error(str(failure), fatal_input=True))
-
-
-def _holds(path: Path, data: bytes) -> bool:
-    """The lock already has exactly these bytes (then it is left alone, mtime and all)."""
-    try:
-        return read_regular_file(path) == data
-    except (OSError, LockUnreadable):
-        return False
 
 
 def check_locked_files(paths: list[str], *, jobs: int | None = None, use_cache: bool = True,
@@ -104,7 +96,8 @@ def check_locked_files(paths: list[str], *, jobs: int | None = None, use_cache: 
     refused = _stdin_refused(paths, "sevm check --locked")
     if refused:
         return refused, exit_code(refused)
-    outcomes = run_files(paths, _check_action, jobs=jobs, use_cache=use_cache)
+    outcomes = run_files(paths, _check_action, jobs=jobs, use_cache=use_cache,
+                         reuse="compare")
     diagnostics = [d for o in outcomes for d in o.diagnostics
                    if include_warnings or d.severity is not Severity.WARNING]
     return diagnostics, exit_code(diagnostics)
