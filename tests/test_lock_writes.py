@@ -128,7 +128,7 @@ def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig)
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), proc.stderr.read()
     assert "Traceback" not in proc.stderr.read()
     assert {(vms / f"{n}.lock").read_bytes() for n in names} == {b"# old\n"}
     assert stray_temp_files(vms) == []
