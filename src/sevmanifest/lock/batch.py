@@ -222,11 +222,12 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     seen = set(common._SOURCES.texts)  # texts an earlier chunk of this worker returned
     outcomes = [FileOutcome(p) for p in paths]
     compiled_cache = _compile_cache() if run.reuse else None
-    identities: dict = {}  # artefact path -> identity, looked up once in this chunk
+    from .reuse import RunFiles
+    files = RunFiles() if run.reuse else None  # artefact paths looked up once in this chunk
     entries: dict[int, object] = {}  # id(outcome) -> its valid cache entry (or None), read once
     compare = run.reuse == "compare"
     todo = [o for o in outcomes if compiled_cache is None
-            or not _reused(o, compiled_cache, identities, entries, compare)]
+            or not _reused(o, compiled_cache, files, entries, compare)]
     pending: dict[int, common.PendingEntry] | None = {} if run.reuse == "write" else None
     compiled = [(o, _compile(o, pending, entries)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
@@ -239,7 +240,8 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
         outcome.output = None if outcome.failed else output
         entry = pending.pop(id(outcome), None) if pending else None
         if entry is not None:
-            entry.store(lock=_lock_record(outcome, diagnostics, entry, cache, run.started))
+            entry.store(lock=_lock_record(outcome, diagnostics, entry, cache, run.started,
+                                          files))
     for entry in (pending or {}).values():  # compiled, but not measured
         entry.store()
     sources = {k: v for k, v in common._SOURCES.texts.items() if k not in seen}
@@ -251,7 +253,7 @@ def _compile_cache():
     return open_compile_cache()
 
 
-def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dict,
+def _reused(outcome: FileOutcome, compiled_cache, files: RunFiles, entries: dict,
             compare: bool = False) -> bool:
     """Whether the lock recorded in the manifest's cache entry is still good: then it is the
     outcome's output (``compare``: the lock file holds exactly it, and the outcome is
@@ -261,7 +263,7 @@ def _reused(outcome: FileOutcome, compiled_cache, identities: dict, entries: dic
     from .reuse import reusable_text
     entry = entries[id(outcome)] = compiled_cache.valid_entry(outcome.path)
     found = compiled_cache.lock_of(entry) if entry is not None else None
-    text = reusable_text(found[0], identities) if found is not None else None
+    text = reusable_text(found[0], files) if found is not None else None
     if text is None or (compare and not _file_holds(outcome.path, text)):
         return False
     _, warnings, sources = found
@@ -282,13 +284,13 @@ def _file_holds(manifest_path: str, text: bytes) -> bool:
 
 
 def _lock_record(outcome: FileOutcome, action_diagnostics: list[Diagnostic], entry,
-                 cache: SharedDigests, started: float) -> dict | None:
+                 cache: SharedDigests, started: float, files: RunFiles) -> dict | None:
     """What a later run may reuse of this outcome: a lock written with no diagnostic beyond
     the manifest's own warnings (which are replayed on reuse)."""
     if outcome.failed or action_diagnostics or outcome.output is None:
         return None
     from .reuse import record
-    return record(entry.manifest, cache.seen, started, outcome.output)
+    return record(entry.manifest, cache.seen, started, outcome.output, files)
 
 
 def _compile(outcome: FileOutcome, pending: dict | None = None,

@@ -25,48 +25,57 @@ from .cache import RACY_SECONDS
 from .shared import Identity, identity
 
 
-def record(manifest, identities: dict[str, Identity], hashed_after: float,
-           text: bytes) -> dict | None:
+class RunFiles:
+    """The artefacts' real paths and current identities, each looked up once per run (a
+    fleet names the same few images hundreds of times; like their digests, they are taken
+    once per run)."""
+
+    def __init__(self):
+        self._real: dict[str, str] = {}
+        self._identity: dict[str, Identity | None] = {}
+
+    def real(self, path: str) -> str:
+        if path not in self._real:
+            self._real[path] = os.path.realpath(path)
+        return self._real[path]
+
+    def identity(self, path: str) -> Identity | None:
+        """None when the file cannot be looked at (gone, or a planted path with a NUL)."""
+        if path not in self._identity:
+            try:
+                self._identity[path] = identity(os.stat(path))
+            except (OSError, ValueError):
+                self._identity[path] = None
+        return self._identity[path]
+
+
+def record(manifest, seen: dict[str, Identity], hashed_after: float, text: bytes,
+           files: RunFiles | None = None) -> dict | None:
     """The data to store beside the compiled manifest, or None when the lock must not be
-    reused: an artefact whose identity was not seen while measuring, has changed since, or
-    was modified less than RACY_SECONDS before ``hashed_after`` (when hashing began)."""
+    reused: an artefact whose identity was not ``seen`` (by real path) while measuring, is
+    not the same now, or was modified less than RACY_SECONDS before ``hashed_after`` (when
+    hashing began)."""
+    files = files or RunFiles()
     artefacts = []
     for vm in manifest.vms:
         for artefact in vm.artefacts:
-            seen = identities.get(os.path.realpath(artefact.path))
-            if seen is None or max(seen[3], seen[4]) >= (hashed_after - RACY_SECONDS) * 1e9:
+            path = os.fspath(artefact.path)
+            measured = seen.get(files.real(path))
+            if measured is None or files.identity(path) != measured \
+                    or max(measured[3], measured[4]) >= (hashed_after - RACY_SECONDS) * 1e9:
                 return None
-            try:
-                if identity(os.stat(artefact.path)) != seen:
-                    return None
-            except OSError:
-                return None
-            artefacts.append([os.fspath(artefact.path), *seen])
+            artefacts.append([path, *measured])
     return {"artefacts": artefacts, "text": text.decode("utf-8", "surrogateescape")}
 
 
-def reusable_text(data: dict, current: dict | None = None) -> bytes | None:
-    """The recorded lock text if every artefact still has its recorded identity.
-
-    ``current``: identities already looked up in this run, by path (a fleet names the same
-    few images hundreds of times; like their digests, they are taken once per run)."""
-    current = {} if current is None else current
+def reusable_text(data: dict, files: RunFiles | None = None) -> bytes | None:
+    """The recorded lock text if every artefact still has its recorded identity."""
+    files = files or RunFiles()
     try:
         text = data["text"]
-        for path, *seen in data["artefacts"]:
-            if not isinstance(path, str):
-                return None
-            if path not in current:
-                current[path] = _identity_or_none(path)
-            if current[path] != tuple(seen):
+        for path, *recorded in data["artefacts"]:
+            if not isinstance(path, str) or files.identity(path) != tuple(recorded):
                 return None
         return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else None
     except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _identity_or_none(path: str) -> Identity | None:
-    try:
-        return identity(os.stat(path))
-    except (OSError, ValueError):  # (ValueError: a NUL in a planted path)
         return None
