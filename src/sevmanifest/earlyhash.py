@@ -139,7 +139,7 @@ def _hash(path: str) -> None:
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LOADED_SIZE:
             return
         state = hashlib.sha256()
-        if stream_into(fd, state) != st.st_size:
+        if stream_into(fd, state, size=st.st_size) != st.st_size:
             return
     finally:
         os.close(fd)

@@ -25,6 +25,10 @@ from ..model import Manifest
 from .guard import check_matrix_size
 from .shared import Known, SharedDigests, hash_shared
 
+TYPE_CHECKING = False  # not typing's (see measure/hashing.py)
+if TYPE_CHECKING:
+    from .reuse import RunFiles
+
 # Below this many files a worker process costs more than it saves (measured with a warm
 # digest cache: see docs/lockfiles.md).
 MIN_FILES_PER_WORKER = 24

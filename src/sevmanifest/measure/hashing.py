@@ -81,7 +81,7 @@ def hash_file(path: Path, *, what: str = "file", artefact: Artefact | None = Non
 def _read_all(fd: int, st: os.stat_result, path: Path, what: str, span):
     state = hashlib.sha256()
     try:
-        count = stream_into(fd, state)
+        count = stream_into(fd, state, size=st.st_size)
     except OSError as exc:
         raise DiagnosticError(error(f"cannot read {what} {path}: {exc.strerror or exc}", span,
                                     fatal_input=True)) from None

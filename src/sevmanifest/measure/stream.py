@@ -26,9 +26,12 @@ _PAGE = mmap.PAGESIZE
 MAX_LOADED_SIZE = 4 << 30
 
 
-def stream_into(fd: int, state, *, chunk_size: int | None = None) -> int:
-    """Feed the rest of ``fd`` into ``state`` in fixed-size chunks; return the byte count."""
-    buffer = mmap.mmap(-1, chunk_size or chunk_size_for(os.fstat(fd).st_size))
+def stream_into(fd: int, state, *, size: int | None = None, chunk_size: int | None = None) -> int:
+    """Feed the rest of ``fd`` into ``state`` in fixed-size chunks; return the byte count.
+    ``size``: the file's size, when the caller has it (the chunk size follows from it)."""
+    if chunk_size is None:
+        chunk_size = chunk_size_for(os.fstat(fd).st_size if size is None else size)
+    buffer = mmap.mmap(-1, chunk_size)
     view = memoryview(buffer)
     total = 0
     try:
