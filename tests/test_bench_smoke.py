@@ -110,3 +110,38 @@ def test_benchmark_rejects_unknown_scenarios(repo):
     done = subprocess.run([sys.executable, str(repo / "bench" / "run.py"), "--only", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown scenario" in done.stderr
+
+
+def _bench_module(repo, name: str):
+    sys.path.insert(0, str(repo / "bench"))
+    try:
+        import importlib
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(repo / "bench"))
+
+
+def test_callgrind_totals_are_read_from_either_line(repo):
+    instructions = _bench_module(repo, "instructions")
+    assert instructions.totals("events: Ir\nfn=main\n5 7\ntotals: 431618211\n") == 431618211
+    assert instructions.totals("events: Ir\nsummary: 12\n") == 12
+    with pytest.raises(ValueError):
+        instructions.totals("events: Ir\n")
+
+
+@pytest.mark.realtools
+def test_instruction_counts_of_the_start_up_scenario(repo, tmp_path):
+    """bench/instructions.py (valgrind) counts scenario 3's contenders: the counts are in the
+    order the design promises (an unchanged manifest does not load Lark)."""
+    _need("valgrind")
+    out_json = tmp_path / "counts.json"
+    done = subprocess.run([sys.executable, str(repo / "bench" / "instructions.py"),
+                           "--workdir", str(tmp_path / "work"), "--json", str(out_json)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '| sevm check, manifest just edited |' in done.stdout
+    assert 'in instructions (target ≤ 1.5× in wall time)' in done.stdout
+    counts = json.loads(out_json.read_text())
+    assert (counts['python -c "pass"'] < counts['python -c "import lark"']
+            < counts["sevm check, manifest just edited"])
+    assert counts["sevm check, unchanged manifest"] < counts["sevm check, manifest just edited"]
