@@ -152,14 +152,28 @@ def _load_line(s: Scenario) -> str:
     if not s.load:
         return ""
     before, after = s.load[0], s.load[-1]
-    return (f"Load average (1/5/15 min) before: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; "
+    line = (f"Load average (1/5/15 min) before: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; "
             f"after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}.")
+    if s.io_pressure and None not in s.io_pressure:
+        line += (f" I/O pressure (share of the last 10 s some task waited for the disk) "
+                 f"before: {s.io_pressure[0]:.1f}%; after: {s.io_pressure[-1]:.1f}%.")
+    return line
+
+
+def io_pressure() -> float | None:
+    """Linux's pressure-stall figure for I/O ("some", 10-second average, %), if available."""
+    try:
+        with open("/proc/pressure/io") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def as_json(s: Scenario) -> dict:
     return {
         "title": s.title,
         "load": s.load,
+        "io_pressure": s.io_pressure,
         "contenders": [{"label": c.label, "argv": list(c.argv), "wall": c.wall, "cpu": c.cpu,
                         "rss_mib": c.rss_mib,
                         "samples": [vars(x) for x in c.samples]} for c in s.contenders],

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from inputs import MIB, SMALL, Sizes, make_inputs, wait_until_cacheable  # noqa: E402
-from report import as_json, header, machine, scenario_markdown  # noqa: E402
+from report import as_json, header, io_pressure, machine, scenario_markdown  # noqa: E402
 from scenarios import (Caches, Tools, check_scenario, lock_scenario,  # noqa: E402
                        matrix_scenario, measure_scenario)
 from timing import CommandFailed, measure  # noqa: E402
@@ -110,8 +110,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         print(f"running scenario {key} ...", file=sys.stderr)
         scenario = builders[key]()
         scenario.load.append(os.getloadavg())
+        scenario.io_pressure.append(io_pressure())
         measure(scenario.contenders, runs=runs, env=env)
         scenario.load.append(os.getloadavg())
+        scenario.io_pressure.append(io_pressure())
         if scenario.after is not None:
             scenario.after()
         print(scenario_markdown(scenario), flush=True)

@@ -41,6 +41,8 @@ class Scenario:
     failures: list[str] = field(default_factory=list)  # checks that did not hold
     notes: list[str] = field(default_factory=list)  # said in words under the table
     load: list[tuple[float, float, float]] = field(default_factory=list)  # before, after
+    # the disk's contention, before and after (Linux PSI "some avg10", %; None: unknown)
+    io_pressure: list[float | None] = field(default_factory=list)
     after: Callable[[], None] | None = None  # runs (untimed) once the timed runs are done
 
     def contender(self, label: str) -> Contender:
@@ -224,8 +226,9 @@ def lock_scenario(inputs: Inputs, tools: Tools, env: dict[str, str], caches: Cac
     middle = Contender(f"sevm lock x{count}, warm digest cache, compiled cache empty", argv,
                        prepare=edited)
     warm_run = Contender(f"sevm lock x{count}, warm caches", argv, prepare=remove_locks)
+    floor = _write_floor(inputs, tools, count)
     scenario = Scenario("lock", f"4. sevm lock over {count} manifests sharing the artefacts vs "
-                        "one sevm measure", [one, cold_run, middle, warm_run],
+                        "one sevm measure", [one, cold_run, middle, warm_run, floor],
                         [Target(cold_run.label, one.label, 3.0),
                          Target(warm_run.label, one.label, 1.5)],
                         ratios=[(middle.label, one.label)])
@@ -242,6 +245,28 @@ def lock_scenario(inputs: Inputs, tools: Tools, env: dict[str, str], caches: Cac
 
     scenario.after = after
     return scenario
+
+
+# Writes ``count`` small files beside the manifests the way `sevm lock` writes
+# locks (fsutil.atomic_write_many: temporary file, fsyncs together, rename), then removes
+# them: the disk's share of the lock rows, which this shared machine's disk can double.
+WRITE_FLOOR = """
+import os, sys
+from sevmanifest.fsutil import atomic_write_many
+directory, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+targets = [os.path.join(directory, f".bench-floor-{i:04d}") for i in range(count)]
+failures = atomic_write_many((t, b"x" * size) for t in targets)
+for target in targets:
+    os.unlink(target)
+sys.exit(any(failures))
+"""
+
+
+def _write_floor(inputs: Inputs, tools: Tools, count: int) -> Contender:
+    # 2 KiB: a lock of the benchmark's fleet is ~1.1 KiB; both are one page to the disk
+    return Contender(f"writing {count} files of 2 KiB as sevm lock writes locks (context)",
+                     [tools.python, "-c", WRITE_FLOOR, str(inputs.fleet[0].parent),
+                      str(count), "2048"])
 
 
 def _launch_digests(tools: Tools, env: dict[str, str], manifest: Path,

@@ -49,7 +49,8 @@ def test_benchmark_runs_at_a_tiny_size(repo, tmp_path):
             "sevm check, unchanged manifest", "sevm measure, 32 variants",
             "sevm lock x16, cold caches",
             "sevm lock x16, warm digest cache, compiled cache empty",
-            "sevm lock x16, warm caches"} <= labels
+            "sevm lock x16, warm caches",
+            "writing 16 files of 2 KiB as sevm lock writes locks (context)"} <= labels
     by_key = {s["title"].split(".")[0]: s for s in data["scenarios"]}
     # targets judge the warm measure row and the just-edited check row; the others are
     # reported as ratios without a target
@@ -63,6 +64,12 @@ def test_benchmark_runs_at_a_tiny_size(repo, tmp_path):
         assert scenario["notes"] == []
         for contender in scenario["contenders"]:
             assert contender["wall"] > 0 and contender["rss_mib"] > 0
+    # the write floor removed its files again; on Linux the disk's pressure is reported
+    fleet = tmp_path / "work" / "fleet"
+    assert not list(fleet.glob(".bench-floor-*"))
+    if _bench_module(repo, "report").io_pressure() is not None:
+        assert "I/O pressure (share of the last 10 s" in report
+        assert all(len(s["io_pressure"]) == 2 for s in data["scenarios"])
     # the lock scenario really wrote the locks, and the warm runs found a digest cache and a
     # compiled-manifest cache; emptying the caches never removed Lark's grammar cache
     assert len(list((tmp_path / "work" / "fleet").glob("*.sevm.lock"))) == 16
