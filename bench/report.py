@@ -89,14 +89,16 @@ def _mib(size: int) -> str:
     return f"{size / MIB:g} MiB"
 
 
-def header(sizes: Sizes, runs: int, info: dict[str, str]) -> str:
+def header(sizes: Sizes, runs: int, info: dict[str, str], pause: float = 0.0) -> str:
     lines = ["## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in info.items()]
     lines += ["", f"Inputs: firmware {_mib(sizes.firmware)} (OVMF-shaped, synthetic), kernel "
               f"{_mib(sizes.kernel)}, initrd {_mib(sizes.initrd)}; {sizes.matrix_variants} "
               f"matrix variants; {sizes.fleet} manifests for `sevm lock`. "
               f"Each figure is the median of {runs} run(s), after one untimed warm-up run; "
-              "contenders run interleaved; page cache warm. Peak RSS "
+              "contenders run interleaved; page cache warm. "
+              + (f"A pause of {pause:g} s before each timed run. " if pause else "")
+              + "Peak RSS "
               + ("by GNU time (%M)." if RSS_IS_EXACT else "by wait4: an upper bound (it "
                  "includes the benchmark's own RSS at spawn; install GNU time)."), ""]
     return "\n".join(lines)

@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet-load", type=float, metavar="LOAD",
                    help="before each scenario wait (up to 10 min) until the 1-minute load "
                         "average is below LOAD")
+    p.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long before each timed run (60 lets ext4 reuse the inodes "
+                        "the previous runs freed: see docs/benchmarks.md)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write raw samples as JSON")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SCENARIOS)
@@ -54,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if args.runs is not None and args.runs < 1:
         p.error("--runs must be at least 1")
+    if args.pause < 0:
+        p.error("--pause must not be negative")
     return args
 
 
@@ -101,7 +106,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     if "editable" in info["sevmanifest"]:
         print("bench: sevmanifest is an editable install, which slows every start-up; "
               "see bench/README.md to measure a regular one", file=sys.stderr)
-    print(header(sizes, runs, info))
+    print(header(sizes, runs, info, args.pause))
     results, failed = [], False
     for key in SCENARIOS:
         if key not in wanted:
@@ -111,7 +116,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         scenario = builders[key]()
         scenario.load.append(os.getloadavg())
         scenario.io_pressure.append(io_pressure())
-        measure(scenario.contenders, runs=runs, env=env)
+        measure(scenario.contenders, runs=runs, env=env, pause=args.pause)
         scenario.load.append(os.getloadavg())
         scenario.io_pressure.append(io_pressure())
         if scenario.after is not None:

@@ -93,12 +93,20 @@ def _run(wrapped: list[str], argv: Sequence[str], env: dict[str, str], cwd: str 
     return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
-def measure(contenders: Sequence[Contender], *, runs: int, env: dict[str, str]) -> None:
-    """Fill each contender's ``samples`` with ``runs`` interleaved runs (after a warm-up)."""
+def measure(contenders: Sequence[Contender], *, runs: int, env: dict[str, str],
+            pause: float = 0.0) -> None:
+    """Fill each contender's ``samples`` with ``runs`` interleaved runs (after a warm-up).
+
+    ``pause``: seconds to wait before each timed run (after its ``prepare``).  ext4 does not
+    reuse an inode within 60 s of its deletion and scans past every such inode on each file
+    it creates, so back-to-back runs that replace hundreds of files (``sevm lock``) slow
+    down each other's file creation (docs/benchmarks.md, Conditions)."""
     for round_ in range(runs + 1):
         for c in contenders:
             if c.prepare is not None:
                 c.prepare()
+            if pause and round_ > 0:
+                time.sleep(pause)
             sample = run_once(c.argv, env=env, cwd=c.cwd)
             if round_ > 0:  # round 0 is the warm-up
                 c.samples.append(sample)

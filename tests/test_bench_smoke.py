@@ -30,7 +30,8 @@ def test_benchmark_runs_at_a_tiny_size(repo, tmp_path):
     done = subprocess.run(
         [sys.executable, str(repo / "bench" / "run.py"), "--small", "--runs", "1",
          "--firmware-mib", "0.25", "--kernel-mib", "0.5", "--initrd-mib", "1",
-         "--matrix-vcpus", "8", "--fleet", "16", "--workdir", str(tmp_path / "work"),
+         "--matrix-vcpus", "8", "--fleet", "16", "--pause", "0.01",
+         "--workdir", str(tmp_path / "work"),
          "--json", str(out_json)],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -39,6 +40,7 @@ def test_benchmark_runs_at_a_tiny_size(repo, tmp_path):
         assert title in report, report
     assert "check (FAILED)" not in report
     assert "## Machine" in report and "cores:" in report
+    assert "A pause of 0.01 s before each timed run." in report
     assert f"- sevmanifest: {metadata.version('sevmanifest')}, " in report
     # the rows said to run with a warm compiled-manifest cache really had one
     assert "no compiled-manifest cache was written" not in report
