@@ -2,7 +2,7 @@
 """Instructions executed by the start-up scenario (3), counted by valgrind's callgrind.
 
 Wall time on a shared machine moves by a third from one minute to the next; the number of
-instructions a command executes does not (repeated counts agree to ~0.05%).  This counts
+instructions a command executes does not (repeated counts agree to within 0.1%).  This counts
 the contenders of scenario 3 (``sevm check`` of a small manifest, just edited and unchanged,
 against ``python -c "import lark"``) and reports the same ratios as ``run.py``, so a change
 to start-up can be judged without the noise.  Instructions are not time (a cache miss costs

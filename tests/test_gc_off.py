@@ -27,10 +27,9 @@ print(status, gc.isenabled())
 PROBE_GARBAGE = """
 import contextlib, gc, io, json, sys
 gc.disable()
-from sevmanifest.commands.common import compile_and_report
+from sevmanifest.commands.common import compile_and_report, load_manifest
 from sevmanifest.lock.workflow import check_locked_files, lock_files
 from sevmanifest.render import render_libvirt, render_qemu
-from sevmanifest.commands.common import load_manifest
 
 def run(paths, broken):
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
