@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -74,6 +75,14 @@ def sevm(*args: str, cwd: Path | None = None, env: dict | None = None,
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "sevmanifest", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test interrupts with SIGINT: SIGINT's default
+    disposition, as under an interactive shell, even when the tests run with SIGINT ignored
+    (started in the background by a non-interactive shell: ``cmd &``, ``nohup``), which
+    the child would inherit and Python would then leave ignored (no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def read_lock(path: Path) -> dict:

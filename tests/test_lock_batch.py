@@ -18,8 +18,8 @@ from sevmanifest.lock.cache import RACY_SECONDS
 from sevmanifest.lock.workflow import _render_action, check_locked_files, lock_files
 from sevmanifest.measure import hashing
 
-from lock_support import (FIRMWARE, KERNEL, make_many, read_lock, sevm, stray_temp_files,
-                          vm_text)
+from lock_support import (FIRMWARE, KERNEL, default_sigint, make_many, read_lock, sevm,
+                          stray_temp_files, vm_text)
 
 
 @pytest.fixture
@@ -212,6 +212,7 @@ def test_interrupted_pool_ends_promptly_and_writes_nothing_further(tmp_path, sig
     names = make_many(tmp_path, 800)  # several seconds of work per worker
     proc = subprocess.Popen([sys.executable, "-m", "sevmanifest", "lock", "--jobs", "2",
                              "--no-cache", *names], cwd=tmp_path / "vms",
+                            preexec_fn=default_sigint,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while len(_children(proc.pid)) < 2 and time.time() < deadline:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lock_support import (FIRMWARE, KERNEL, read_lock, sev_snp_measure_init2, sevm,
-                          stray_temp_files, variants, vm_text)
+from lock_support import (FIRMWARE, KERNEL, default_sigint, read_lock, sev_snp_measure_init2,
+                          sevm, stray_temp_files, variants, vm_text)
 from lock_support import make_repo as _make_repo
 
 
@@ -162,6 +162,7 @@ PAUSING_LOCK = textwrap.dedent("""
 
 def interrupted_lock(vms, where: str, sig: int) -> int:
     proc = subprocess.Popen([sys.executable, "-c", PAUSING_LOCK, where, "web.sevm"], cwd=vms,
+                            preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

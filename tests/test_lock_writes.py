@@ -15,7 +15,7 @@ import pytest
 from sevmanifest import fsutil
 from sevmanifest.lock.workflow import lock_files
 
-from lock_support import make_many, stray_temp_files
+from lock_support import default_sigint, make_many, stray_temp_files
 
 
 def test_writes_every_file_with_old_modes_kept_and_links_replaced(tmp_path):
@@ -119,6 +119,7 @@ def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(
     for name in names:
         (vms / f"{name}.lock").write_bytes(b"# old\n")
     proc = subprocess.Popen([sys.executable, "-c", PAUSING_LOCK, *names], cwd=vms,
+                            preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read()
