@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from inputs import MIB, SMALL, Sizes, make_inputs, wait_until_cacheable  # noqa: E402
 from report import as_json, header, io_pressure, machine, scenario_markdown  # noqa: E402
-from scenarios import (Caches, Tools, check_scenario, lock_scenario,  # noqa: E402
+from scenarios import (Tools, bench_env, check_scenario, lock_scenario,  # noqa: E402
                        matrix_scenario, measure_scenario)
 from timing import CommandFailed, measure  # noqa: E402
 
@@ -86,14 +86,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     wanted = args.only.split(",")
     print(f"generating inputs in {workdir} ...", file=sys.stderr)
     inputs = make_inputs(workdir, sizes)
-    cache_home = workdir / "xdg-cache"
-    drop = ("SEVM_NO_CACHE", "SEVM_DEBUG", "PYTHONDONTWRITEBYTECODE")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["XDG_CACHE_HOME"] = str(cache_home)  # grammar, digest, compiled caches of this run only
-    # Bytecode caching on, as in any normal installation (the warm-up run writes it), kept
-    # in the work directory rather than in the source tree.
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    caches = Caches(cache_home)
+    env, caches = bench_env(workdir)
     tools = Tools.find()
     wait_until_cacheable(inputs.artefacts.paths)
     builders = {

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import sysconfig
@@ -108,6 +109,18 @@ class Caches:
                 "empty): the rows with the compiled cache warm and empty measure the same thing")
 
 
+def bench_env(workdir: Path) -> tuple[dict[str, str], Caches]:
+    """The environment every contender runs in, and sevm's caches under it: the caller's,
+    without sevm's own switches, with the grammar, digest and compiled caches of this work
+    directory only; bytecode caching on, as in any normal installation (the warm-up run
+    writes it), kept in the work directory rather than in the source tree."""
+    drop = ("SEVM_NO_CACHE", "SEVM_DEBUG", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    cache_home = workdir / "xdg-cache"
+    env.update(XDG_CACHE_HOME=str(cache_home), PYTHONPYCACHEPREFIX=str(workdir / "pycache"))
+    return env, Caches(cache_home)
+
+
 SEVM_MEASURE = "sevm measure"
 SEVM_MEASURE_EDITED = "sevm measure, manifest just edited"
 OPENSSL = "openssl dgst -sha256"
@@ -174,13 +187,14 @@ def matrix_scenario(inputs: Inputs, tools: Tools, env: dict[str, str], variants:
 
 
 SEVM_CHECK_EDITED = "sevm check, manifest just edited"
+IMPORT_LARK = 'python -c "import lark"'
 SEVM_CHECK = "sevm check, unchanged manifest"
 
 
 def check_scenario(inputs: Inputs, tools: Tools, env: dict[str, str],
                    caches: Caches) -> Scenario:
     argv = tools.sevm + ["check", str(inputs.one)]
-    lark = Contender('python -c "import lark"', [tools.python, "-c", "import lark"])
+    lark = Contender(IMPORT_LARK, [tools.python, "-c", "import lark"])
     # The target row parses (compiled cache emptied first, as after an edit); the unchanged
     # row after it finds what the edited row compiled.
     edited = Contender(SEVM_CHECK_EDITED, argv, prepare=caches.empty_compiled)
