@@ -159,6 +159,41 @@ def test_output_to_dev_stdout_and_dev_null_streams(tmp_path):
     assert os.path.islink("/dev/stdout") or not os.path.isfile("/dev/stdout")
 
 
+@pytest.fixture
+def dev_shm_dir():
+    """A directory on /dev/shm, the tmpfs where CI jobs (containers) keep work trees."""
+    import shutil
+    import tempfile
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this machine")
+    directory = Path(tempfile.mkdtemp(prefix="sevm-test-", dir="/dev/shm"))
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_files_under_dev_shm_are_files_not_streams(dev_shm_dir):
+    """Only /proc, the descriptor links (/dev/stdout, /dev/fd/N) and devices are streams:
+    a work tree on /dev/shm is locked, rendered and exported like any other."""
+    argv_target = prepare(dev_shm_dir)
+    for name in ("lock", "render -o", "export -o"):
+        argv, target = argv_target[name]
+        target.unlink()
+        target.symlink_to(dev_shm_dir / "precious.txt")  # replaced, not written through
+        run = run_cli(argv).clean()
+        assert run.rc == 0, (name, run.err)
+        assert target.is_file() and not target.is_symlink(), name
+        assert not (dev_shm_dir / "precious.txt").exists(), name
+    assert not [p for p in dev_shm_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_descriptor_links_are_written_through(tmp_path, target):
+    (tmp_path / "vm.sevm").write_text(SEV_ES)
+    run = run_sevm(["export", str(tmp_path / "vm.sevm"), "-o", target])
+    assert run.rc == 0, run.err
+    assert b'"format": "sevmanifest-reference-values"' in run.out
+
+
 def test_a_symlink_at_the_target_is_replaced_not_followed(tmp_path):
     """`web.sevm.lock -> elsewhere` planted in a repository cannot redirect the output."""
     (tmp_path / "vm.sevm").write_text(SEV_ES)

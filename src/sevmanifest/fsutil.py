@@ -2,9 +2,10 @@
 
 A symbolic link at the target is replaced by the new file, not written through: a link
 planted in a repository (``web.sevm.lock -> ~/.bashrc`` or ``-> /dev/sda``) cannot redirect
-sevm's output.  Paths under /dev or /proc (``-o /dev/stdout``, ``/dev/null``) and a FIFO or
-character device at the path itself are streams with no file to replace: they are written
-directly.
+sevm's output.  Streams have no file to replace and are written directly: a FIFO or
+character device at the path itself (``/dev/null``), the kernel's links to a descriptor
+(``-o /dev/stdout``, ``/dev/fd/1``) and anything under /proc.  Any other path under /dev is a
+file like every other: ``/dev/shm`` is a tmpfs where CI jobs keep checkouts.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-_STREAM_ROOTS = ("/dev/", "/proc/")
+# directories whose symbolic links name an open descriptor (/dev/stdout -> /proc/self/fd/1)
+_DESCRIPTOR_LINK_DIRS = ("/dev", "/dev/fd")
 # atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round.
 # 200 locks: 64 a round (4 rounds of journal commits) 50-69 ms, 256 (one round) 41-51 ms.
 SYNC_THREADS = 16
@@ -244,12 +246,15 @@ def _discard(temporary: _Temporary) -> None:
 
 
 def _is_stream(target: Path) -> bool:
-    if os.path.abspath(target).startswith(_STREAM_ROOTS):
+    absolute = os.path.abspath(target)
+    if absolute.startswith("/proc/"):
         return True
     try:
         mode = os.lstat(target).st_mode  # a link to a device is replaced, not followed
     except OSError:
         return False
+    if stat.S_ISLNK(mode):
+        return os.path.dirname(absolute) in _DESCRIPTOR_LINK_DIRS
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
