@@ -1,5 +1,6 @@
-"""`sevm measure` hashing its kernel and initrd before the CLI is loaded (earlyhash.py): the
-guess comes from the compiled-manifest cache, and is used only while it is still true."""
+"""`sevm measure` and `sevm lock` hashing a kernel and initrd before the CLI is loaded
+(earlyhash.py): the guess comes from the compiled-manifest cache, or from the manifest's text,
+and is used only while it is still true."""
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,62 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_nothing_is_guessed_before_the_manifest_was_compiled_once(guest):
+def _digests(found: dict) -> dict[str, str]:
+    return {Path(p).name: digest for p, (_, digest) in found.items()}
+
+
+def test_a_new_manifest_is_guessed_from_the_files_it_imports(guest):
+    """db.sevm names no image itself: its template in common.sevm does, relative to it."""
     earlyhash.start(["--no-cache", "fleet/db.sevm"])
+    images = guest / "images"
+    assert _digests(earlyhash.results()) == {KERNEL: _sha256(images / KERNEL),
+                                             INITRD: _sha256(images / INITRD)}
+
+
+def test_a_new_manifest_is_guessed_from_its_text(guest):
+    from lock_support import vm_text
+    (guest / "sub").mkdir()
+    (guest / "sub" / "m.sevm").write_text(vm_text(images="../images"))
+    earlyhash.start(["-j", "2", "sub/m.sevm"])  # an option's value is no manifest
+    assert sorted(_digests(earlyhash.results())) == [INITRD, KERNEL]
+
+
+def test_the_text_guess_is_one_kernel_and_one_initrd_at_most(guest):
+    from lock_support import vm_text
+    for name in ("other.img", "third.img"):
+        shutil.copy(guest / "images" / INITRD, guest / name)
+    first = vm_text("a", images="images")
+    second = vm_text("b", images="images").replace(f"images/{INITRD}", "other.img")
+    comment = '# initrd "third.img" in a comment, and one with an escape:\n'
+    escaped = vm_text("c", images="images").replace(f'"images/{INITRD}"', '"third\\x2eimg"')
+    (guest / "m.sevm").write_text(comment + escaped + second + first)
+    earlyhash.start(["--no-cache", "m.sevm"])
+    assert sorted(_digests(earlyhash.results())) == sorted([KERNEL, "other.img"])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "huge", "missing"])
+def test_no_guess_from_what_is_not_a_manifest(guest, kind):
+    target = guest / "m.sevm"
+    if kind == "fifo":
+        os.mkfifo(target)  # opened without blocking, and not read
+    elif kind == "directory":
+        target.mkdir()
+    elif kind == "huge":  # larger than a manifest may be: the compiler refuses it too
+        from lock_support import vm_text
+        target.write_text(vm_text(images="images") + "#" * earlyhash.GUESS_READ_LIMIT)
+    earlyhash.start(["--no-cache", "m.sevm"])
+    assert earlyhash.results() == {}
+
+
+def test_the_guess_reads_what_the_compiler_may_read():
+    from sevmanifest.frontend.source import MAX_MANIFEST_BYTES
+    assert earlyhash.GUESS_READ_LIMIT == MAX_MANIFEST_BYTES
+
+
+def test_a_forked_process_does_not_use_the_parents_guess(guest, monkeypatch):
+    earlyhash.start(["--no-cache", "fleet/db.sevm"])
+    assert earlyhash.results()
+    monkeypatch.setattr(earlyhash, "_owner", [os.getpid() + 1])  # as in a forked worker
     assert earlyhash.results() == {}
 
 
@@ -136,3 +191,81 @@ def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, mon
     release.set()
     assert done["vms"][0]["artifacts"]["initrd"]["sha256"] == _sha256(other)
     assert earlyhash.results()  # the guess finished after all: unused, harmless
+
+
+def _record_streams(monkeypatch, log: Path) -> None:
+    """Append the size of every file the digest engine streams to ``log`` (forked workers
+    inherit the patch and append too)."""
+    from sevmanifest.measure import hashing
+    real = hashing.stream_into
+
+    def recording(fd, state, *, size):
+        with open(log, "a") as out:
+            out.write(f"{size}\n")
+        return real(fd, state, size=size)
+    monkeypatch.setattr(hashing, "stream_into", recording)
+
+
+@pytest.mark.parametrize("count", [3, 48])  # one process; two workers (lock/batch.py)
+def test_lock_uses_what_was_hashed_early(guest, monkeypatch, count):
+    import concurrent.futures
+
+    from lock_support import read_lock, vm_text
+    names = []
+    for i in range(count):
+        (guest / f"g{i}.sevm").write_text(vm_text(f"g{i}", images="images",
+                                                  cmdline=f"console=ttyS0 id={i}"))
+        names.append(f"g{i}.sevm")
+    forked_with_threads = []
+    real_pool = concurrent.futures.ProcessPoolExecutor
+
+    class Pool(real_pool):
+        def __init__(self, *args, **kwargs):
+            forked_with_threads.append(earlyhash._thread.is_alive())
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    earlyhash.start(["-j", "2", *names])  # as entry.py does for `sevm lock`
+    assert earlyhash._plan_ready.wait(60) and len(earlyhash._planned) == 2
+    log = guest / "streamed.txt"
+    _record_streams(monkeypatch, log)
+    assert main(["lock", "-j", "2", *names]) == 0
+    streamed = [int(n) for n in log.read_text().split()] if log.exists() else []
+    images = guest / "images"
+    assert (images / INITRD).stat().st_size not in streamed  # taken from earlyhash
+    assert (images / KERNEL).stat().st_size not in streamed
+    assert forked_with_threads == ([False] if count == 48 else [])
+    for name in names:
+        artefacts = read_lock(guest / f"{name}.lock")["vms"][0]["artifacts"]
+        assert artefacts["initrd"]["sha256"] == _sha256(images / INITRD)
+        assert artefacts["kernel"]["sha256"] == _sha256(images / KERNEL)
+
+
+def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatch):
+    """A wrong guess (the manifests were edited after it) is not waited for by what needs
+    digests, but the pool does not fork while its thread may still run."""
+    import concurrent.futures
+
+    from lock_support import vm_text
+    names = [f"g{i}.sevm" for i in range(48)]
+    for i, name in enumerate(names):
+        (guest / name).write_text(vm_text(f"g{i}", images="images", cmdline=f"id={i}"))
+    shutil.copy(guest / "images" / INITRD, guest / "other.img")
+    release, real = threading.Event(), earlyhash._hash
+    monkeypatch.setattr(earlyhash, "_hash", lambda path: (INITRD not in path or release.wait(60))
+                        and real(path))
+    alive_at_fork = []
+    real_pool = concurrent.futures.ProcessPoolExecutor
+
+    class Pool(real_pool):
+        def __init__(self, *args, **kwargs):
+            alive_at_fork.append(earlyhash._thread.is_alive())
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    earlyhash.start(names)
+    assert earlyhash._plan_ready.wait(60)
+    for name in names:  # edited: the guess is now wrong
+        text = (guest / name).read_text()
+        (guest / name).write_text(text.replace(f"images/{INITRD}", "other.img"))
+    threading.Timer(0.5, release.set).start()
+    assert main(["lock", "-j", "2", *names]) == 0
+    assert alive_at_fork == [False]

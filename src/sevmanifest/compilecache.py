@@ -101,8 +101,8 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _read_bounded(path: str) -> bytes:
-    """A regular file of at most MAX_ENTRY_SIZE bytes (never blocks on a planted FIFO)."""
+def _read_bounded(path: str, limit: int = MAX_ENTRY_SIZE) -> bytes:
+    """A regular file of at most ``limit`` bytes (never blocks on a planted FIFO)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -111,7 +111,7 @@ def _read_bounded(path: str) -> bytes:
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
             size += len(chunk)
-            if size > MAX_ENTRY_SIZE:
+            if size > limit:
                 raise ValueError("too large")
     finally:
         os.close(fd)

@@ -1,14 +1,17 @@
-"""Start hashing the kernel and initrd of ``sevm measure FILE`` before sevm has loaded.
+"""Start hashing the kernel and initrd of ``sevm measure FILE`` or ``sevm lock FILES``
+before sevm has loaded.
 
 A launch digest is mostly SHA-256 over the artefacts, and the largest file (a 128 MiB
 initrd: ~0.12 s) bounds the run.  Loading the CLI, the model and the measurement modules
-takes ~0.1 s more, and the file names are only known once the manifest is compiled.  But an
-unchanged manifest has an entry in the compiled-manifest cache whose header names its kernel
-and initrd: the ``sevm`` entry point (``entry.py``) calls ``start`` first, and one thread
-reads that header and hashes those files while the main thread loads everything else.
+takes ~0.1 s more (with Lark and a parse, ~0.2 s), and the file names are only known once
+the manifest is compiled.  So the ``sevm`` entry point (``entry.py``) calls ``start`` first,
+and one thread guesses the files and hashes them while the main thread loads everything
+else.  The guess for an unchanged manifest is exact: its entry in the compiled-manifest
+cache has a header naming its kernel and initrd.  For a new or edited one it is the first
+``kernel "…"`` and ``initrd "…"`` lines of its text, or of the files it imports.
 
-The result is a guess, never trusted as such: ``lock.shared.Prefetch`` uses a digest only
-for a file the compiled manifest really names, and only while the file has the identity
+The result is a guess, never trusted as such: ``lock.shared.early_digests`` uses a digest
+only for a file the compiled manifest really names, and only while the file has the identity
 (device, inode, size, mtime, ctime) it had before it was read; anything else is hashed
 again.  Files the digest cache already knows are left to it.  Nothing here reports errors:
 whatever fails is done again, and reported, by the normal path.
@@ -28,11 +31,17 @@ _interval: list[float] = []  # the switch interval before start()
 # _plan_ready is set)
 _planned: dict[str, threading.Event] = {}
 _plan_ready = threading.Event()
+_owner: list[int] = []  # the process that started the thread (forked workers did not)
 SWITCH_INTERVAL = 0.0001
+# the text guess: the manifest and the files it imports, at most this many; the source
+# limit of frontend.source (a larger file is an error there, and no guess here)
+GUESS_FILES = 8
+GUESS_READ_LIMIT = 256 << 10
 
 
 def start(argv: list[str]) -> None:
-    """Begin, in a thread, for the manifest among ``argv`` (the words after ``measure``)."""
+    """Begin, in a thread, for the first manifest among ``argv`` (the words after
+    ``measure`` or ``lock``) that gives a guess."""
     global _thread
     from .compilecache import caching_disabled
     if caching_disabled():
@@ -49,6 +58,7 @@ def start(argv: list[str]) -> None:
     sys.setswitchinterval(min(_interval[0], SWITCH_INTERVAL))
     _planned.clear()
     _plan_ready.clear()
+    _owner[:] = [os.getpid()]
     _thread = threading.Thread(target=_run, args=(candidates, use_digest_cache),
                                name="sevm-earlyhash", daemon=True)
     _thread.start()
@@ -57,7 +67,10 @@ def start(argv: list[str]) -> None:
 def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
     """Real path -> (identity before hashing, sha256 hex).  Waits for the files of
     ``wanted`` (real paths) the thread hashes, or for all of them; a file the manifest no
-    longer names (it was edited since its entry was written) is not waited for."""
+    longer names (it was edited since its entry was written) is not waited for.
+    Nothing in a process that did not start the thread (a forked worker)."""
+    if _owner != [os.getpid()]:
+        return {}
     if _thread is not None:
         if wanted is None:
             _thread.join()
@@ -105,21 +118,48 @@ def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:
     from . import compilecache
     from .cachedir import DIGESTS_SUBDIR, cache_root, digest_entry_name
     root = cache_root()
-    for candidate in candidates:  # an option's value is no manifest: it has no entry
+    for candidate in candidates:  # an option's value is no manifest: no entry, no text
         try:
             found = compilecache.read_entry(compilecache.entry_file(
                 root, compilecache.entry_key(candidate)))
         except (OSError, ValueError):
+            found = None
+        paths = {os.path.realpath(p) for p in (found[0] if found else _guess_from_text(candidate))}
+        if not paths:
             continue
-        if found is None:
-            continue
-        paths = {os.path.realpath(p) for p in found[0]}
         if use_digest_cache:
             known = os.path.join(root, DIGESTS_SUBDIR)
             paths = {p for p in paths if not os.path.exists(os.path.join(known,
                                                                          digest_entry_name(p)))}
         return sorted(paths, key=_size, reverse=True)  # the largest first
     return []
+
+
+def _guess_from_text(manifest: str) -> list[str]:
+    """The first ``kernel "…"`` and ``initrd "…"`` of ``manifest`` or, breadth first, of the
+    files it imports, resolved as the compiler resolves them (against the directory of the
+    file that names them).  At most one of each: a file of many templates costs one wrong
+    guess, not every image it names.  Strings with escapes are not guessed."""
+    import re
+    from .compilecache import _read_bounded
+    setting = re.compile(rb'^[ \t]*(kernel|initrd|import)[ \t]+"([^"\\\n]*)"', re.M)
+    found: dict[bytes, str] = {}
+    queue, seen = [manifest], 0
+    while queue and seen < GUESS_FILES and len(found) < 2:
+        file = queue.pop(0)
+        seen += 1
+        try:
+            text = _read_bounded(file, GUESS_READ_LIMIT)
+        except (OSError, ValueError):
+            continue
+        for word, written in setting.findall(text):
+            if word == b"import":
+                queue.append(os.path.normpath(os.path.join(os.path.dirname(file),
+                                                           os.fsdecode(written))))
+            elif written and b"\0" not in written and word not in found:
+                found[word] = os.path.normpath(os.path.join(
+                    os.path.dirname(os.path.abspath(file)), os.fsdecode(written)))
+    return list(found.values())
 
 
 def _size(path: str) -> int:

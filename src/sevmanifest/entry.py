@@ -1,8 +1,8 @@
 """The ``sevm`` console script: ``cli.main``, with ``sevm measure``'s hashing started first.
 
 This module is what runs before anything else of sevm is loaded, so it imports nothing
-itself: for ``measure`` it hands the arguments to ``earlyhash`` (which starts hashing the
-kernel and initrd of an unchanged manifest in a thread), then loads the CLI.
+itself: for ``measure`` and ``lock`` it hands the arguments to ``earlyhash`` (which starts
+hashing the kernel and initrd the first manifest names, in a thread), then loads the CLI.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def main() -> int:
     # Library callers keep Python's default.
     gc.disable()
     argv = sys.argv[1:]
-    if argv[:1] == ["measure"]:
+    if argv[:1] in (["measure"], ["lock"]):
         from . import earlyhash
         earlyhash.start(argv[1:])
     from .cli import main as cli_main

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from ..diagnostics import Diagnostic, DiagnosticError, error
 from ..model import Manifest
 from .guard import check_matrix_size
-from .shared import Known, SharedDigests, hash_shared
+from .shared import Known, SharedDigests, early_digests, hash_shared
 
 TYPE_CHECKING = False  # not typing's (see measure/hashing.py)
 if TYPE_CHECKING:
@@ -85,12 +85,14 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     # imported here: a run of a few files (one process) need not pay ~20 ms for them
     from concurrent.futures import ProcessPoolExecutor
 
+    from .. import earlyhash
     from ..commands import common
     from .cache import open_cache
     _preload()
     chunks = _chunks(list(paths), workers * _parts_per_worker(len(paths), workers))
     # before forking (hashing threads are joined by then): see lock/shared.py
     known = hash_shared([chunk[0] for chunk in chunks[:workers]], open_cache(use_cache))
+    earlyhash.results()  # its thread is done (a wrong guess too): no thread runs at the fork
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
                              initializer=_worker_signals) as pool:
         try:
@@ -235,6 +237,9 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     pending: dict[int, common.PendingEntry] | None = {} if run.reuse == "write" else None
     compiled = [(o, _compile(o, pending, entries)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
+    if known is None:  # one process for the run, which may have hashed ahead (earlyhash)
+        cache.known.update(early_digests({os.path.realpath(a.path) for _, m in ready
+                                          for vm in m.vms for a in vm.artefacts}, cache.disk))
     for outcome, manifest, measurements in _measure_all(ready, cache):
         try:
             diagnostics, output = run.action(manifest, measurements)

@@ -43,9 +43,13 @@ def hash_shared(samples: Sequence[str], cache) -> Known:
 def hash_known(artefacts: Iterable[Artefact], cache) -> Known:
     """Digests of ``artefacts`` (each distinct file once, in threads), with the identity each
     file had before it was read; files that cannot be hashed are left out (whoever hashes
-    them later reports why)."""
+    them later reports why).  What ``earlyhash`` hashed already is taken from it."""
     from ..measure.hashing import FileKeys, HashJob, hash_artefacts
-    by_path = {a.path: a for a in artefacts}
+    artefacts = list(artefacts)
+    early = early_digests({os.path.realpath(a.path) for a in artefacts}, cache)
+    by_path = {a.path: a for a in artefacts if os.path.realpath(a.path) not in early}
+    if not by_path:
+        return early
     keys = FileKeys()
     before = {}
     for path in by_path:
@@ -57,8 +61,27 @@ def hash_known(artefacts: Iterable[Artefact], cache) -> Known:
     try:
         found = hash_artefacts(jobs, cache=cache, keys=keys)
     except DiagnosticError:
-        return {}
-    return {str(key): (before[key], digest.sha256_hex) for key, digest in found.items()}
+        return early
+    return {**early, **{str(key): (before[key], digest.sha256_hex) for key, digest in found.items()}}
+
+
+def early_digests(wanted: set[str], disk) -> Known:
+    """What ``earlyhash`` hashed of the files ``wanted`` (real paths) and is still the same
+    file (waiting for those it is still hashing), stored in ``disk`` (the digest cache, or
+    None) like anything hashed here."""
+    from .. import earlyhash
+    early = earlyhash.results(wanted)
+    out: Known = {}
+    for real in wanted & set(early):
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if identity(st) == early[real][0]:
+            out[real] = early[real]
+            if disk is not None:
+                disk.store(Path(real), st, early[real][1])
+    return out
 
 
 class SharedDigests:
@@ -109,29 +132,9 @@ class Prefetch:
 
     def _run(self, artefacts: list[Artefact]) -> None:
         try:
-            self._known = self._from_earlyhash(artefacts)
-            rest = [a for a in artefacts if os.path.realpath(a.path) not in self._known]
-            self._known.update(hash_known(rest, self.disk))
+            self._known = hash_known(artefacts, self.disk)
         except Exception:  # noqa: BLE001 - whatever failed here fails again, reported, later
             self._known = {}
-
-    def _from_earlyhash(self, artefacts: list[Artefact]) -> Known:
-        """What ``earlyhash`` hashed of these artefacts and is still the same file; stored
-        in the digest cache like anything hashed here."""
-        from .. import earlyhash
-        wanted = {os.path.realpath(a.path) for a in artefacts}
-        early = earlyhash.results(wanted)
-        out: Known = {}
-        for real in wanted & set(early):
-            try:
-                st = os.stat(real)
-            except OSError:
-                continue
-            if identity(st) == early[real][0]:
-                out[real] = early[real]
-                if self.disk is not None:
-                    self.disk.store(Path(real), st, early[real][1])
-        return out
 
     def digests(self) -> SharedDigests:
         self._thread.join()
