@@ -269,3 +269,19 @@ def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatc
     threading.Timer(0.5, release.set).start()
     assert main(["lock", "-j", "2", *names]) == 0
     assert alive_at_fork == [False]
+
+
+def test_only_the_first_words_are_tried(guest, monkeypatch):
+    """`sevm lock` over many manifests that name no kernel reads a few, not all of them."""
+    from lock_support import vm_text
+    names = [f"n{i}.sevm" for i in range(earlyhash.GUESS_CANDIDATES)]
+    for name in names:
+        (guest / name).write_text('vm "x" {\n  type sev\n}\n')
+    (guest / "late.sevm").write_text(vm_text(images="images"))
+    read = []
+    real = earlyhash._guess_from_text
+    monkeypatch.setattr(earlyhash, "_guess_from_text", lambda path: read.append(path) or real(path))
+    earlyhash.start([*names, "late.sevm"])
+    assert earlyhash.results() == {} and read == names
+    earlyhash.start([*names[1:], "late.sevm"])
+    assert sorted(_digests(earlyhash.results())) == [INITRD, KERNEL]

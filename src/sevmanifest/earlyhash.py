@@ -36,6 +36,9 @@ SWITCH_INTERVAL = 0.0001
 # the text guess: the manifest and the files it imports, at most this many; the source
 # limit of frontend.source (a larger file is an error there, and no guess here)
 GUESS_FILES = 8
+# words of the command line tried for a guess: `sevm lock` over a large repository of
+# manifests without a kernel must not read thousands of files in the background
+GUESS_CANDIDATES = 8
 GUESS_READ_LIMIT = 256 << 10
 
 
@@ -118,7 +121,7 @@ def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:
     from . import compilecache
     from .cachedir import DIGESTS_SUBDIR, cache_root, digest_entry_name
     root = cache_root()
-    for candidate in candidates:  # an option's value is no manifest: no entry, no text
+    for candidate in candidates[:GUESS_CANDIDATES]:  # an option's value: no entry, no text
         try:
             found = compilecache.read_entry(compilecache.entry_file(
                 root, compilecache.entry_key(candidate)))
