@@ -75,6 +75,19 @@ def _command_of(argv: list[str]) -> str | None:
     return argv[0] if argv and argv[0] in COMMANDS else None
 
 
+def _working_directory_exists() -> bool:
+    """Relative paths (manifests, artefacts beside stdin, outputs, cache keys) all resolve
+    against the working directory; when it was removed (a shell left in a deleted build
+    directory), say so once, as git does, rather than fail somewhere in the middle."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        print("sevm: error: the working directory no longer exists (was it removed?); "
+              "change to an existing directory", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -89,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             print(exc.code, file=sys.stderr)
             return EXIT_USAGE
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not _working_directory_exists():
+        return EXIT_USAGE
     try:
         return args.func(args)
     except DiagnosticError as exc:

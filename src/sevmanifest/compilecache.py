@@ -153,7 +153,10 @@ class CompileCache:
 
     def has_entry(self, path: str) -> bool:
         """Whether ``path`` has an entry at all (not whether it is still valid)."""
-        return path != "-" and os.path.exists(entry_file(self.directory, entry_key(path)))
+        try:
+            return path != "-" and os.path.exists(entry_file(self.directory, entry_key(path)))
+        except OSError:  # the working directory was removed: the key needs it
+            return False
 
     def store(self, path: str, manifest: Manifest, diagnostics: list[Diagnostic],
               sources: dict[str, str], *, lock: dict | None = None) -> None:
