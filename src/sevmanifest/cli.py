@@ -75,6 +75,33 @@ def _command_of(argv: list[str]) -> str | None:
     return argv[0] if argv and argv[0] in COMMANDS else None
 
 
+class _ClosedStream:
+    """Standard output the shell closed (``>&-``): Python leaves ``sys.stdout`` None, and
+    ``sys.stdout.write`` would fail with an AttributeError in the middle of a command.  Every
+    write is a clean error instead; a command that writes only files (``-o``) still works."""
+    encoding, errors = "utf-8", "surrogateescape"
+
+    def write(self, text) -> int:
+        raise OutputError("cannot write standard output: it is closed")
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def buffer(self):
+        return self
+
+
+def _standard_streams() -> None:
+    """A closed stderr (``2>&-``) is None too, and print(file=None) writes to stdout: the
+    diagnostics would land in the command's output (JSON, a QEMU command line).  They are
+    dropped instead, as the shell asked."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8", errors="surrogateescape")
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()
+
+
 def _working_directory_exists() -> bool:
     """Relative paths (manifests, artefacts beside stdin, outputs, cache keys) all resolve
     against the working directory; when it was removed (a shell left in a deleted build
@@ -91,6 +118,7 @@ def _working_directory_exists() -> bool:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    _standard_streams()
     common = sys.modules.get("sevmanifest.commands.common")
     if common is not None:  # a second run in one process (tests, embedding) looks again
         common.forget_lint_configs()
