@@ -20,6 +20,7 @@ _DESCRIPTOR_LINK_DIRS = ("/dev", "/dev/fd")
 # atomic_write_many: fsyncs in flight at once, and files (open descriptors) per round.
 # 200 locks: 64 a round (4 rounds of journal commits) 50-69 ms, 256 (one round) 41-51 ms.
 SYNC_THREADS = 16
+NAME_MAX = 255  # bytes in a file name (Linux file systems)
 FILES_PER_ROUND = 256
 
 
@@ -137,12 +138,19 @@ def _temporary_beside(target: Path) -> tuple[int, str]:
     directory = os.path.dirname(target) or "."
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
-        path = os.path.join(directory, f".{os.path.basename(target)}.{os.urandom(6).hex()}.tmp")
+        path = os.path.join(directory, _temporary_name(target))
         try:
             return os.open(path, flags, 0o600), path
         except FileExistsError:
             continue
     raise FileExistsError(f"no unused temporary name beside {target}")
+
+
+def _temporary_name(target: Path) -> str:
+    """``.NAME.XXXXXXXXXXXX.tmp``: 18 bytes longer than the target's name, so a target whose
+    name is near the 255-byte limit (NAME_MAX) has it shortened here, not refused."""
+    name = os.fsencode(os.path.basename(target))[:NAME_MAX - 18]
+    return f".{os.fsdecode(name)}.{os.urandom(6).hex()}.tmp"
 
 
 def _sync(temporary: _Temporary) -> None:
