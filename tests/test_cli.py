@@ -33,3 +33,21 @@ def test_fmt_formats_the_target_of_a_symlinked_manifest(tmp_path):
 def test_a_bare_usage_error_exits_2():
     run = sevm("measure")
     assert run.returncode == 2 and "Traceback" not in run.stderr
+
+
+EMPTY_PATH_OPTIONS = [
+    ["export", "{m}", "-o", ""],
+    ["render", "qemu", "{m}", "-o", ""],
+    ["render", "--template", "", "{m}"],
+    ["measure", "{m}", "--dump-vmsa", ""],
+]
+
+
+def test_an_empty_output_path_is_a_usage_error(repo, tmp_path):
+    """`-o "$OUT"` with OUT unset: refused, not written to stdout (or not written at all)."""
+    manifest = str(repo / "manifests/sev-es-direct.sevm")
+    for argv in EMPTY_PATH_OPTIONS:
+        run = sevm(*[a.format(m=manifest) for a in argv], cwd=tmp_path)
+        assert run.returncode == 2, (argv, run.stderr)
+        assert "an empty path" in run.stderr and run.stdout == "", argv
+        assert list(tmp_path.iterdir()) == []

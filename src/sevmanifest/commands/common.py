@@ -31,6 +31,15 @@ def bytes_safe_output() -> None:
                 pass
 
 
+def path_argument(text: str) -> str:
+    """An argparse ``type`` for an output path: an empty one (``-o "$OUT"`` with OUT unset) is
+    a usage error, not a silent fallback to standard output or to no output at all."""
+    if not text:
+        import argparse
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def integer(low: int, high: int | None = None):
     """An argparse ``type`` for an integer (decimal or 0x hex) in ``low..high``."""
     import argparse

@@ -1,7 +1,7 @@
 """`sevm export FILE --format json|toml|simple-kbs`: reference values for attestation services."""
 from __future__ import annotations
 
-from .common import integer
+from .common import integer, path_argument
 import sys
 
 FORMATS = ("json", "toml", "simple-kbs")
@@ -20,7 +20,8 @@ def register(sub) -> None:
     parser.add_argument("--build-id", type=integer(0, 0xFF), action="append", default=[], metavar="N",
                         help="simple-kbs: allow this firmware build id (repeatable; "
                              "none given: any build)")
-    parser.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) "
+    parser.add_argument("-o", "--output", metavar="OUT", type=path_argument,
+                        help="write here (atomically) "
                         "instead of standard output")
     parser.add_argument("--no-cache", action="store_true",
                         help="do not use the artefact digest cache")

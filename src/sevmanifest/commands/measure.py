@@ -10,7 +10,7 @@ With the five measurement options (all or none) it also prints the launch measur
 """
 from __future__ import annotations
 
-from .common import integer
+from .common import integer, path_argument
 import json
 import re
 import sys
@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-cache", action="store_true",
                    help="hash every artefact from its bytes, ignoring the digest cache")
-    p.add_argument("--dump-vmsa", metavar="DIR",
+    p.add_argument("--dump-vmsa", metavar="DIR", type=path_argument,
                    help="write the VMSA page of every vCPU of every SEV-ES variant into DIR")
     m = p.add_argument_group("launch measurement (all five together)")
     m.add_argument("--tik", metavar="F", help="the 16-byte binary TIK file (sevctl NAME_tik.bin)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..diagnostics import EXIT_OK, DiagnosticError, error
+from .common import path_argument
 
 TARGETS = ("qemu", "libvirt")
 USAGE = ("sevm render qemu|libvirt FILE [--vm NAME] [--variant KEY=VALUE,...] [--format sh|argv] "
@@ -24,8 +25,10 @@ def register(sub) -> None:
                         help="the variant of a matrix: keys vcpus, cpu, vmm, legacy-vm-type, sev-features")
     parser.add_argument("--format", choices=("sh", "argv"), default=None,
                         help="QEMU output: a shell script (default) or a JSON argv array")
-    parser.add_argument("--template", metavar="PATH", help="render this Jinja template instead")
-    parser.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
+    parser.add_argument("--template", metavar="PATH", type=path_argument,
+                        help="render this Jinja template instead")
+    parser.add_argument("-o", "--output", metavar="OUT", type=path_argument,
+                        help="write here (atomically) instead of stdout")
     parser.set_defaults(func=run)
 
 
