@@ -133,3 +133,20 @@ def test_signal_during_concurrent_fsyncs_leaves_old_locks_and_no_temporary_file(
     assert "Traceback" not in proc.stderr.read()
     assert {(vms / f"{n}.lock").read_bytes() for n in names} == {b"# old\n"}
     assert stray_temp_files(vms) == []
+
+
+def test_a_low_open_file_limit_makes_smaller_rounds(tmp_path):
+    """`ulimit -n 48` and 60 locks written in one process: every lock is written (a round
+    of 60 open temporary files failed past the limit with "Too many open files")."""
+    import resource
+    names = make_many(tmp_path, 60, vcpus="1")
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))
+    run = subprocess.run([sys.executable, "-m", "sevmanifest", "lock", "-j1", "--no-cache",
+                          *names], cwd=tmp_path / "vms", capture_output=True, text=True,
+                         preexec_fn=low_limit, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert all((tmp_path / "vms" / f"{n}.lock").is_file() for n in names)
+    assert stray_temp_files(tmp_path) == []

@@ -72,9 +72,21 @@ def atomic_write_many(files: Iterable[tuple[str | os.PathLike, bytes | str]],
     """
     items = [(Path(p), _payload(d)) for p, d in files]
     results: list[OutputError | None] = []
-    for start in range(0, len(items), FILES_PER_ROUND):
-        results += _write_round(items[start:start + FILES_PER_ROUND])
+    per_round = _files_per_round()
+    for start in range(0, len(items), per_round):
+        results += _write_round(items[start:start + per_round])
     return results
+
+
+def _files_per_round() -> int:
+    """Every file of a round is an open descriptor until it is synced: at most a quarter of
+    the process's limit (``ulimit -n``), so a low limit makes smaller rounds, not "Too many
+    open files" for every lock past it."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return FILES_PER_ROUND
+    return max(1, min(FILES_PER_ROUND, soft // 4))
 
 
 def _write_round(items: list[tuple[Path, bytes]]) -> list[OutputError | None]:
