@@ -10,17 +10,25 @@ import os
 DIGESTS_SUBDIR = "digests-v1"
 
 
-def cache_root() -> str:
-    """``$XDG_CACHE_HOME/sevmanifest``; the XDG spec says to ignore a relative value."""
+def cache_root() -> str | None:
+    """``$XDG_CACHE_HOME/sevmanifest``; the XDG spec says to ignore a relative value.  None
+    when there is no home either (no ``$HOME`` and no password entry: a container run under
+    an arbitrary uid): ``~`` would stay unexpanded and the caches would land in a directory
+    named ``~`` in the working directory, the user's repository.  Then nothing is cached."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sevmanifest")
+    if os.path.isabs(xdg):
+        return os.path.join(xdg, "sevmanifest")
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home):
+        return None
+    return os.path.join(home, ".cache", "sevmanifest")
 
 
 def default_cache_dir():
-    """``cache_root()`` as a ``pathlib.Path``."""
+    """``cache_root()`` as a ``pathlib.Path`` (None: no cache directory)."""
     from pathlib import Path
-    return Path(cache_root())
+    root = cache_root()
+    return Path(root) if root is not None else None
 
 
 def digest_entry_name(real: str) -> str:

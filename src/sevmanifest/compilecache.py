@@ -308,4 +308,5 @@ def open_compile_cache() -> CompileCache | None:
     if caching_disabled():
         return None
     from .cachedir import cache_root
-    return CompileCache(cache_root())
+    root = cache_root()
+    return CompileCache(root) if root is not None else None

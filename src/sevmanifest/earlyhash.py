@@ -124,13 +124,13 @@ def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:
     for candidate in candidates[:GUESS_CANDIDATES]:  # an option's value: no entry, no text
         try:
             found = compilecache.read_entry(compilecache.entry_file(
-                root, compilecache.entry_key(candidate)))
+                root, compilecache.entry_key(candidate))) if root is not None else None
         except (OSError, ValueError):
             found = None
         paths = {os.path.realpath(p) for p in (found[0] if found else _guess_from_text(candidate))}
         if not paths:
             continue
-        if use_digest_cache:
+        if use_digest_cache and root is not None:
             known = os.path.join(root, DIGESTS_SUBDIR)
             paths = {p for p in paths if not os.path.exists(os.path.join(known,
                                                                          digest_entry_name(p)))}

@@ -66,6 +66,8 @@ def _cache_file(grammar: str) -> Path | None:
     from ..cachedir import default_cache_dir
     key = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:20]
     directory = default_cache_dir()
+    if directory is None:
+        return None
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:

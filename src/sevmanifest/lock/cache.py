@@ -171,4 +171,5 @@ def open_cache(enabled: bool = True) -> DiskDigestCache | None:
     """The cache a command should use: None with ``--no-cache`` or ``SEVM_NO_CACHE=1``."""
     if not enabled or os.environ.get("SEVM_NO_CACHE", "") not in ("", "0"):
         return None
-    return DiskDigestCache()
+    directory = default_cache_dir()
+    return DiskDigestCache(directory) if directory is not None else None
