@@ -1,4 +1,5 @@
-"""The `sevm` console script runs with Python's cyclic garbage collector off (entry.py).
+"""The `sevm` console script runs with Python's cyclic garbage collector off (entry.py),
+and freezes the heap before the interpreter's shutdown collection.
 
 That is only sound while a run builds no garbage cycles that grow with what it handles:
 these tests process many manifests, good and bad, and a wide matrix, in one process with
@@ -13,6 +14,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from lock_support import make_many, vm_text
 
@@ -84,6 +87,37 @@ def test_the_console_script_turns_the_collector_off(tmp_path):
     out = subprocess.run([sys.executable, "-c", PROBE_ENTRY, str(tmp_path / "vms" / names[0])],
                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert out.stdout.split() == ["0", "False"], out.stderr
+
+
+PROBE_EXIT = """
+import atexit, contextlib, gc, io, sys
+atexit.register(lambda: print("atexit", gc.get_freeze_count() > 10000))  # shutdown still runs
+if sys.argv[1] == "library":
+    from sevmanifest.cli import main
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = main(["check", sys.argv[2]])
+else:
+    sys.argv = ["sevm", "check", sys.argv[2]]
+    from sevmanifest.entry import main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = main()
+print("status", status, "frozen", gc.get_freeze_count() > 10000)
+"""
+
+
+@pytest.mark.parametrize("how", ["console", "library"])
+@pytest.mark.parametrize("manifest", ["good", "missing"])
+def test_the_console_script_freezes_the_heap_for_the_shutdown(tmp_path, how, manifest):
+    """The shutdown's own collection walks only what is not frozen: the console script
+    freezes everything before it returns, whatever the status; library callers keep it."""
+    names = make_many(tmp_path, 1)
+    path = tmp_path / "vms" / (names[0] if manifest == "good" else "missing.sevm")
+    out = subprocess.run([sys.executable, "-c", PROBE_EXIT, how, str(path)],
+                         capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    status = "0" if manifest == "good" else "2"
+    frozen = str(how == "console")
+    assert out.stdout.split() == ["status", status, "frozen", frozen, "atexit", frozen], \
+        out.stderr
 
 
 def test_garbage_cycles_do_not_grow_with_the_files_handled(tmp_path):

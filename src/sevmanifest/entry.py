@@ -24,4 +24,13 @@ def main() -> int:
         from . import earlyhash
         earlyhash.start(argv[1:])
     from .cli import main as cli_main
-    return cli_main(argv)
+    try:
+        return cli_main(argv)
+    finally:
+        # The process ends now, and the interpreter's shutdown still runs one full collection
+        # over everything start-up built (Lark's tables, the model's classes): 26 ms of
+        # `sevm measure` and 42 ms of `sevm check` of an edited manifest (medians of 21
+        # interleaved runs), only to free memory the OS takes back anyway.  Frozen objects
+        # are left out of it; everything else of the shutdown (atexit, flushing the
+        # standard streams, unloading modules) is unchanged.
+        gc.freeze()
