@@ -1,7 +1,8 @@
-"""Standard streams the shell closed (`>&-`, `2>&-`): Python then leaves sys.stdout or
-sys.stderr None.  Output to a closed stdout is a clean error (exit 2), a command that writes
-only files still works, and with stderr closed the diagnostics are dropped, never written
-into the command's output on stdout (print's fallback for file=None)."""
+"""Standard streams the shell closed (`>&-`, `2>&-`, `<&-`): Python then leaves sys.stdout,
+sys.stderr or sys.stdin None.  Output to a closed stdout is a clean error (exit 2), a
+command that writes only files still works, with stderr closed the diagnostics are dropped,
+never written into the command's output on stdout (print's fallback for file=None), and
+reading a closed stdin is a clean error too."""
 from __future__ import annotations
 
 import json
@@ -46,3 +47,16 @@ def test_with_stderr_closed_diagnostics_stay_out_of_stdout(manifest, tmp_path):
     assert json.loads(run.out)["format"] == "sevmanifest-reference-values"  # only the JSON
     missing = run_sevm(["check", str(tmp_path / "missing.sevm")], preexec=_closing(2))
     assert missing.rc == 2 and missing.out == b""
+
+
+@pytest.mark.parametrize("argv", [["check", "-"], ["fmt", "-"], ["explain", "-"],
+                                  ["verify", "{m}", "--tik", "{tik}", "--launch-measure", "-",
+                                   "--api-major", "1", "--api-minor", "49", "--build", "1"]],
+                         ids=lambda argv: argv[0])
+def test_reading_a_closed_stdin_is_a_clean_error(manifest, tmp_path, argv):
+    tik = tmp_path / "tik.bin"
+    tik.write_bytes(bytes(16))
+    run = run_sevm([a.format(m=manifest, tik=tik) for a in argv], preexec=_closing(0))
+    assert run.rc == 2, run.err
+    assert "cannot read standard input: it is closed" in run.err
+    assert "Traceback" not in run.err and "internal error" not in run.err

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from .diagnostics import EXIT_USAGE, DiagnosticError
+from .diagnostics import EXIT_USAGE, DiagnosticError, error
 from .fsutil import OutputError
 
 COMMANDS = ("check", "fmt", "explain", "measure", "verify", "render", "lock", "export", "diff")
@@ -92,6 +92,15 @@ class _ClosedStream:
         return self
 
 
+class _ClosedInput(_ClosedStream):
+    """Standard input the shell closed (``<&-``): reading it (``sevm check -``) is a clean
+    error.  No ``fileno``: readers take it for an in-memory stream and call ``read``."""
+
+    def read(self, size: int = -1):
+        raise DiagnosticError(error("cannot read standard input: it is closed",
+                                    fatal_input=True))
+
+
 def _standard_streams() -> None:
     """A closed stderr (``2>&-``) is None too, and print(file=None) writes to stdout: the
     diagnostics would land in the command's output (JSON, a QEMU command line).  They are
@@ -100,6 +109,8 @@ def _standard_streams() -> None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8", errors="surrogateescape")
     if sys.stdout is None:
         sys.stdout = _ClosedStream()
+    if sys.stdin is None:
+        sys.stdin = _ClosedInput()
 
 
 def _working_directory_exists() -> bool:
