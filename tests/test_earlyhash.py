@@ -206,24 +206,29 @@ def _record_streams(monkeypatch, log: Path) -> None:
     monkeypatch.setattr(hashing, "stream_into", recording)
 
 
+def _guess_alive_at_fork(monkeypatch) -> list[bool]:
+    """Whether the guessing thread was still running each time `sevm lock` made its pool."""
+    import concurrent.futures
+    alive: list[bool] = []
+    real_pool = concurrent.futures.ProcessPoolExecutor
+
+    class Pool(real_pool):
+        def __init__(self, *args, **kwargs):
+            alive.append(earlyhash._thread.is_alive())
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    return alive
+
+
 @pytest.mark.parametrize("count", [3, 48])  # one process; two workers (lock/batch.py)
 def test_lock_uses_what_was_hashed_early(guest, monkeypatch, count):
-    import concurrent.futures
-
     from lock_support import read_lock, vm_text
     names = []
     for i in range(count):
         (guest / f"g{i}.sevm").write_text(vm_text(f"g{i}", images="images",
                                                   cmdline=f"console=ttyS0 id={i}"))
         names.append(f"g{i}.sevm")
-    forked_with_threads = []
-    real_pool = concurrent.futures.ProcessPoolExecutor
-
-    class Pool(real_pool):
-        def __init__(self, *args, **kwargs):
-            forked_with_threads.append(earlyhash._thread.is_alive())
-            super().__init__(*args, **kwargs)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    forked_with_threads = _guess_alive_at_fork(monkeypatch)
     earlyhash.start(["-j", "2", *names])  # as entry.py does for `sevm lock`
     assert earlyhash._plan_ready.wait(60) and len(earlyhash._planned) == 2
     log = guest / "streamed.txt"
@@ -243,8 +248,6 @@ def test_lock_uses_what_was_hashed_early(guest, monkeypatch, count):
 def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatch):
     """A wrong guess (the manifests were edited after it) is not waited for by what needs
     digests, but the pool does not fork while its thread may still run."""
-    import concurrent.futures
-
     from lock_support import vm_text
     names = [f"g{i}.sevm" for i in range(48)]
     for i, name in enumerate(names):
@@ -253,14 +256,7 @@ def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatc
     release, real = threading.Event(), earlyhash._hash
     monkeypatch.setattr(earlyhash, "_hash", lambda path: (INITRD not in path or release.wait(60))
                         and real(path))
-    alive_at_fork = []
-    real_pool = concurrent.futures.ProcessPoolExecutor
-
-    class Pool(real_pool):
-        def __init__(self, *args, **kwargs):
-            alive_at_fork.append(earlyhash._thread.is_alive())
-            super().__init__(*args, **kwargs)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    alive_at_fork = _guess_alive_at_fork(monkeypatch)
     earlyhash.start(names)
     assert earlyhash._plan_ready.wait(60)
     for name in names:  # edited: the guess is now wrong
