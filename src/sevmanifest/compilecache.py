@@ -88,7 +88,7 @@ def entry_file(cache_dir: str, key: str) -> str:
 def read_entry(file: str) -> tuple[list[str], bytes] | None:
     """The kernel and initrd paths and the undecoded body of an intact entry, or None when
     it is damaged.  No JSON here: ``earlyhash`` calls this before json is loaded."""
-    raw = _read_bounded(file)
+    raw = read_bounded(file)
     check, _, rest = raw.partition(b"\n")
     if hashlib.sha256(rest).hexdigest().encode("ascii") != check:
         return None
@@ -101,7 +101,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _read_bounded(path: str, limit: int = MAX_ENTRY_SIZE) -> bytes:
+def read_bounded(path: str, limit: int = MAX_ENTRY_SIZE) -> bytes:
     """A regular file of at most ``limit`` bytes (never blocks on a planted FIFO)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

@@ -144,7 +144,7 @@ def _guess_from_text(manifest: str) -> list[str]:
     file that names them).  At most one of each: a file of many templates costs one wrong
     guess, not every image it names.  Strings with escapes are not guessed."""
     import re
-    from .compilecache import _read_bounded
+    from .compilecache import read_bounded
     setting = re.compile(rb'^[ \t]*(kernel|initrd|import)[ \t]+"([^"\\\n]*)"', re.M)
     found: dict[bytes, str] = {}
     queue, seen = [manifest], 0
@@ -152,7 +152,7 @@ def _guess_from_text(manifest: str) -> list[str]:
         file = queue.pop(0)
         seen += 1
         try:
-            text = _read_bounded(file, GUESS_READ_LIMIT)
+            text = read_bounded(file, GUESS_READ_LIMIT)
         except (OSError, ValueError):
             continue
         for word, written in setting.findall(text):

@@ -238,8 +238,8 @@ def _run_chunk(paths: list[str], run: _Run, known: Known | None = None):
     compiled = [(o, _compile(o, pending, entries)) for o in todo]
     ready = [(o, m) for o, m in compiled if m is not None]
     if known is None:  # one process for the run, which may have hashed ahead (earlyhash)
-        cache.known.update(early_digests({os.path.realpath(a.path) for _, m in ready
-                                          for vm in m.vms for a in vm.artefacts}, cache.disk))
+        named = {a.path for _, m in ready for vm in m.vms for a in vm.artefacts}  # a few files
+        cache.known.update(early_digests({os.path.realpath(p) for p in named}, cache.disk))
     for outcome, manifest, measurements in _measure_all(ready, cache):
         try:
             diagnostics, output = run.action(manifest, measurements)

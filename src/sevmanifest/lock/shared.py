@@ -46,8 +46,9 @@ def hash_known(artefacts: Iterable[Artefact], cache) -> Known:
     them later reports why).  What ``earlyhash`` hashed already is taken from it."""
     from ..measure.hashing import FileKeys, HashJob, hash_artefacts
     artefacts = list(artefacts)
-    early = early_digests({os.path.realpath(a.path) for a in artefacts}, cache)
-    by_path = {a.path: a for a in artefacts if os.path.realpath(a.path) not in early}
+    real = {path: os.path.realpath(path) for path in {a.path for a in artefacts}}
+    early = early_digests(set(real.values()), cache)
+    by_path = {a.path: a for a in artefacts if real[a.path] not in early}
     if not by_path:
         return early
     keys = FileKeys()
