@@ -89,6 +89,39 @@ def test_sandbox_blocks_python_internals(tmp_path: Path, source):
     assert problem.exit_code == 2
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    ('{{ "x" * 300000000 }}', "repeating a sequence of length 1 300000000 times"),
+    ("{{ 3 * [1, 2] * 10000000 }}", "repeating a sequence of length 6 10000000 times"),
+    ("{{ 2 ** 100000000 }}", "2 ** 100000000 has more than"),
+    ("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{{ vm.name * 20 }}"
+     "{% endfor %}{% endfor %}", "its output exceeds 16777216 characters"),
+])
+def test_a_template_cannot_build_something_huge(tmp_path: Path, source, message):
+    """One expression or a nested loop: refused (1.5 GB and 13 s for the first before)."""
+    problem = _user_error(tmp_path, source)
+    assert problem.exit_code == 2 and message in str(problem.diagnostics[0].message)
+
+
+def test_reasonable_repetition_and_powers_still_render(tmp_path: Path):
+    assert _user(tmp_path, '{{ "-" * 3 }} {{ [0] * 2 }} {{ 2 ** 10 }} {{ 3 * "ab" }}') == \
+        "--- [0, 0] 1024 ababab"
+
+
+def test_a_template_that_loops_without_end_is_stopped(tmp_path: Path, monkeypatch):
+    """A loop that calls nothing and prints nothing can only be stopped by a timer signal;
+    the signal handler and timer in place before are put back."""
+    import signal
+    from sevmanifest.render import templates
+    monkeypatch.setattr(templates, "USER_TEMPLATE_SECONDS", 0.3)
+    before = signal.getsignal(signal.SIGALRM)
+    source = ("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% set x = j %}"
+              "{% endfor %}{% endfor %}")
+    problem = _user_error(tmp_path, source)
+    assert problem.exit_code == 2 and "it ran longer than 0.3 s" in problem.diagnostics[0].message
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def test_template_errors_are_not_tracebacks(tmp_path: Path):
     assert _user_error(tmp_path, "{{ vm.name + 1 }}").exit_code == 2
     assert _user_error(tmp_path, "{% include 'missing.j2' %}").exit_code == 2

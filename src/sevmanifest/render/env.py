@@ -109,10 +109,38 @@ def builtin_environment() -> jinja2.Environment:
     return _configure(env)
 
 
+# A user's template renders a command line or a domain (a few KiB): what it may produce, in
+# characters, and the most bits a power (``2 ** n``) may have.  Jinja's sandbox bounds
+# ``range`` (100 000 items) but not what one expression allocates.
+MAX_USER_OUTPUT = 16 << 20
+MAX_POWER_BITS = 1 << 20
+
+
+class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` refused where one expression would build
+    a huge string, list or number (``"x" * 10**9``: 1.5 GB and 13 s before)."""
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left, right):
+        if operator == "*":
+            sized, count = (left, right) if isinstance(right, int) else (right, left)
+            if (isinstance(sized, (str, list, tuple)) and isinstance(count, int)
+                    and len(sized) * count > MAX_USER_OUTPUT):
+                raise jinja2.sandbox.SecurityError(
+                    f"repeating a sequence of length {len(sized)} {count} times exceeds "
+                    f"{MAX_USER_OUTPUT} items, more than any launch configuration needs")
+        elif (isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+              and right * abs(left).bit_length() > MAX_POWER_BITS):
+            raise jinja2.sandbox.SecurityError(f"{left} ** {right} has more than "
+                                               f"{MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
 def user_environment(template: Path) -> jinja2.sandbox.SandboxedEnvironment:
     """A sandbox for a user's template; ``{% include %}`` finds files beside it.  The
-    immutable sandbox also refuses calls that modify the context (``argv.append``)."""
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    immutable sandbox also refuses calls that modify the context (``argv.append``), and
+    ``*`` and ``**`` that would build something huge."""
+    env = _BoundedSandbox(
         loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
         autoescape=_autoescape, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     return _configure(env)

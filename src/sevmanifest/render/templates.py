@@ -6,6 +6,7 @@ carry (a NUL in a shell word, a control character in XML) is a failed render (ex
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,15 @@ import jinja2.sandbox
 
 from ..diagnostics import DiagnosticError, error
 from ..model import Span
-from .env import RenderValueError, builtin_environment, user_environment
+from .env import MAX_USER_OUTPUT, RenderValueError, builtin_environment, user_environment
+
+# A user's template renders in milliseconds; one that loops for longer is stopped (the
+# sandbox bounds each ``range`` but not loops nested in one another).
+USER_TEMPLATE_SECONDS = 10.0
+
+
+class TemplateLimit(Exception):
+    """A user's template ran too long or produced too much."""
 
 
 def _span(file: str, line: int | None) -> Span | None:
@@ -35,9 +44,15 @@ def _template_line(exc: BaseException, file: str) -> int | None:
     return line
 
 
-def _render(env: jinja2.Environment, name: str, file: str, context: dict) -> str:
+def _render(env: jinja2.Environment, name: str, file: str, context: dict,
+            bounded: bool = False) -> str:
     try:
-        return env.get_template(name).render(context)
+        if not bounded:
+            return env.get_template(name).render(context)
+        return _render_bounded(env.get_template(name), context)
+    except TemplateLimit as exc:
+        raise DiagnosticError(error(f"template stopped: {exc}",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
     except jinja2.TemplateSyntaxError as exc:
         raise DiagnosticError(error(f"template syntax error: {exc.message}",
                                     _span(exc.filename or file, exc.lineno), fatal_input=True))
@@ -63,6 +78,41 @@ def _render(env: jinja2.Environment, name: str, file: str, context: dict) -> str
                                     _span(file, _template_line(exc, file)), fatal_input=True))
 
 
+def _render_bounded(template: jinja2.Template, context: dict) -> str:
+    """``template.render``, stopped past MAX_USER_OUTPUT characters or USER_TEMPLATE_SECONDS."""
+    chunks, size = [], 0
+    with _deadline(USER_TEMPLATE_SECONDS):
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > MAX_USER_OUTPUT:
+                raise TemplateLimit(f"its output exceeds {MAX_USER_OUTPUT} characters")
+            chunks.append(chunk)
+    return "".join(chunks)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise TemplateLimit in the main thread after ``seconds``: a timer signal, the only
+    way to stop a loop that calls nothing.  Left out off the main thread, or when another
+    timer is running (a caller's own deadline, which then bounds the render)."""
+    import signal
+    import threading
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TemplateLimit(f"it ran longer than {seconds:g} s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def render_builtin(name: str, context: dict) -> str:
     """One of sevm's own templates (``templates/NAME``)."""
     env = builtin_environment()
@@ -77,4 +127,4 @@ def render_user(path: str | Path, context: dict) -> str:
         raise DiagnosticError(error(f"--template {path}: {what}", fatal_input=True))
     env = user_environment(template)
     file = str(Path(env.loader.searchpath[0]) / template.name)
-    return _render(env, template.name, file, context)
+    return _render(env, template.name, file, context, bounded=True)
