@@ -93,6 +93,9 @@ def test_sandbox_blocks_python_internals(tmp_path: Path, source):
     ('{{ "x" * 300000000 }}', "repeating a sequence of length 1 300000000 times"),
     ("{{ 3 * [1, 2] * 10000000 }}", "repeating a sequence of length 6 10000000 times"),
     ("{{ 2 ** 100000000 }}", "2 ** 100000000 has more than"),
+    ('{{ "%999999999d" % 1 }}', "it needs more than 256 MiB of memory"),  # folded at compile
+    ('{{ vm.name | center(999999999) }}', "it needs more than 256 MiB of memory"),
+    ('{{ "{:>999999999}".format(vm.name) }}', "it needs more than 256 MiB of memory"),
     ("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{{ vm.name * 20 }}"
      "{% endfor %}{% endfor %}", "its output exceeds 16777216 characters"),
 ])
@@ -100,6 +103,14 @@ def test_a_template_cannot_build_something_huge(tmp_path: Path, source, message)
     """One expression or a nested loop: refused (1.5 GB and 13 s for the first before)."""
     problem = _user_error(tmp_path, source)
     assert problem.exit_code == 2 and message in str(problem.diagnostics[0].message)
+
+
+def test_the_memory_limit_is_lifted_after_the_render(tmp_path: Path):
+    import resource
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    _user_error(tmp_path, '{{ "x" | center(999999999) }}')
+    _user(tmp_path, "{{ vm.name }}")
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
 
 
 def test_reasonable_repetition_and_powers_still_render(tmp_path: Path):

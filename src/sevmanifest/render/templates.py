@@ -17,9 +17,11 @@ from ..diagnostics import DiagnosticError, error
 from ..model import Span
 from .env import MAX_USER_OUTPUT, RenderValueError, builtin_environment, user_environment
 
-# A user's template renders in milliseconds; one that loops for longer is stopped (the
-# sandbox bounds each ``range`` but not loops nested in one another).
+# A user's template renders in milliseconds and a few MiB; one that loops for longer is
+# stopped (the sandbox bounds each ``range`` but not loops nested in one another), and so is
+# one that allocates more (``"x" | center(10**9)``, ``"%999999999d" % 1``: 3 GB and minutes).
 USER_TEMPLATE_SECONDS = 10.0
+USER_TEMPLATE_MEMORY = 256 << 20  # bytes of address space beyond what sevm has mapped
 
 
 class TemplateLimit(Exception):
@@ -49,9 +51,13 @@ def _render(env: jinja2.Environment, name: str, file: str, context: dict,
     try:
         if not bounded:
             return env.get_template(name).render(context)
-        return _render_bounded(env.get_template(name), context)
+        return _render_bounded(env, name, context)
     except TemplateLimit as exc:
         raise DiagnosticError(error(f"template stopped: {exc}",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
+    except MemoryError as exc:
+        raise DiagnosticError(error(f"template stopped: it needs more than "
+                                    f"{USER_TEMPLATE_MEMORY >> 20} MiB of memory",
                                     _span(file, _template_line(exc, file)), fatal_input=True))
     except jinja2.TemplateSyntaxError as exc:
         raise DiagnosticError(error(f"template syntax error: {exc.message}",
@@ -78,11 +84,12 @@ def _render(env: jinja2.Environment, name: str, file: str, context: dict,
                                     _span(file, _template_line(exc, file)), fatal_input=True))
 
 
-def _render_bounded(template: jinja2.Template, context: dict) -> str:
-    """``template.render``, stopped past MAX_USER_OUTPUT characters or USER_TEMPLATE_SECONDS."""
+def _render_bounded(env: jinja2.Environment, name: str, context: dict) -> str:
+    """Compile and render ``name`` (Jinja folds constant expressions while it compiles),
+    stopped past MAX_USER_OUTPUT characters, USER_TEMPLATE_SECONDS or USER_TEMPLATE_MEMORY."""
     chunks, size = [], 0
-    with _deadline(USER_TEMPLATE_SECONDS):
-        for chunk in template.generate(context):
+    with _deadline(USER_TEMPLATE_SECONDS), _memory_limit(USER_TEMPLATE_MEMORY):
+        for chunk in env.get_template(name).generate(context):
             size += len(chunk)
             if size > MAX_USER_OUTPUT:
                 raise TemplateLimit(f"its output exceeds {MAX_USER_OUTPUT} characters")
@@ -111,6 +118,32 @@ def _deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _memory_limit(extra: int):
+    """At most ``extra`` more bytes of address space while the template renders: what
+    exceeds it is a MemoryError, not gigabytes allocated.  Only on the main thread (the
+    limit is the process's; a library caller's other threads should not meet it)."""
+    import resource
+    import threading
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        mapped = None
+    limit = None if mapped is None else mapped + extra
+    if (threading.current_thread() is not threading.main_thread() or limit is None
+            or (hard != resource.RLIM_INFINITY and limit > hard)
+            or (soft != resource.RLIM_INFINITY and limit > soft)):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def render_builtin(name: str, context: dict) -> str:
