@@ -149,6 +149,37 @@ def test_include_beside_the_template(tmp_path: Path):
     assert _user(tmp_path, "x{% include 'part.j2' %}") == "x[4]"
 
 
+@pytest.mark.parametrize("target", ["secret.txt", "/proc/self/environ"])
+def test_a_link_beside_the_template_cannot_include_a_file_from_elsewhere(tmp_path, target):
+    """`leak -> /proc/self/environ` planted beside a template: refused, nothing rendered."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "leak").symlink_to(outside / target if not target.startswith("/") else target)
+    problem = _user_error(templates, "{% include 'leak' %}")
+    assert problem.exit_code == 2
+    assert "'leak' is a link to a file outside the template's directory" in \
+        problem.diagnostics[0].message
+
+
+def test_links_inside_the_directory_and_a_linked_template_still_work(tmp_path: Path):
+    templates = tmp_path / "templates"
+    (templates / "parts").mkdir(parents=True)
+    (templates / "parts" / "part.j2").write_text("[{{ variant.vcpus }}]")
+    (templates / "alias.j2").symlink_to(templates / "parts" / "part.j2")
+    assert _user(templates, "x{% include 'alias.j2' %}{% include 'parts/part.j2' %}") == \
+        "x[4][4]"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (templates / "plain.j2").write_text("{{ vm.name }}")
+    (elsewhere / "t.txt.j2").symlink_to(templates / "plain.j2")  # the user's choice of file
+    vm = make_vm(tmp_path / "art")
+    rendered = render.render_template(elsewhere / "t.txt.j2", vm, render.select_variant(vm, "vcpus=4"))
+    assert rendered.text == vm.name
+
+
 def test_autoescape_follows_the_output_name(tmp_path: Path):
     vm = make_vm(tmp_path / "art", name="<a&b>")
     assert _user(tmp_path, "{{ vm.name }}", "out.xml.j2", vm) == "&lt;a&amp;b&gt;"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -136,11 +137,33 @@ class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class _ConfinedLoader(jinja2.FileSystemLoader):
+    """Templates from the user's template directory only.  Jinja's loader follows symbolic
+    links, so a link planted beside a template (``leak -> /proc/self/environ``) would have
+    ``{% include "leak" %}`` copy any readable file into the output; an included file must
+    really be inside the directory.  The template named on the command line may itself be a
+    link (the user chose it)."""
+
+    def __init__(self, directory: Path, own: str):
+        super().__init__(str(directory))
+        self.own = own
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        root = os.path.realpath(self.searchpath[0])
+        if template != self.own and os.path.commonpath(
+                [root, os.path.realpath(filename)]) != root:
+            raise jinja2.sandbox.SecurityError(
+                f"{template!r} is a link to a file outside the template's directory {root}")
+        return source, filename, uptodate
+
+
 def user_environment(template: Path) -> jinja2.sandbox.SandboxedEnvironment:
-    """A sandbox for a user's template; ``{% include %}`` finds files beside it.  The
+    """A sandbox for a user's template; ``{% include %}`` finds files beside it (really
+    beside it: see _ConfinedLoader).  The
     immutable sandbox also refuses calls that modify the context (``argv.append``), and
     ``*`` and ``**`` that would build something huge."""
     env = _BoundedSandbox(
-        loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
+        loader=_ConfinedLoader(template.parent, template.name), undefined=jinja2.StrictUndefined,
         autoescape=_autoescape, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     return _configure(env)
