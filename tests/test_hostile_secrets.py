@@ -204,3 +204,42 @@ def test_no_other_comparison_of_measurements():
     assert source.count("hmac.compare_digest(") == 1
     for forbidden in ("== reported.measurement", "reported.measurement ==", "expected =="):
         assert forbidden not in source
+
+
+# ---- a file that is no manifest is not quoted ---------------------------------------------
+
+SECRET_LINE = "CI_DEPLOY_TOKEN=ghp_s3cr3tT0k3nV4lue"
+
+
+@pytest.mark.parametrize("how", ["import", "import of a link", "named link", "fmt"])
+def test_a_file_that_is_no_manifest_is_not_quoted(tmp_path, monkeypatch, how):
+    """`import "/proc/self/environ"`, `import "../.env"` or a planted `evil.sevm -> .env`
+    in a repository that CI checks: the syntax error would quote the file's first line into
+    the log.  A file that fails at its first token and is no .sevm file is reported as not a
+    manifest, at the import that names it, with none of its text."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"{SECRET_LINE}\nOTHER=1\n")
+    (tmp_path / "env.sevm").symlink_to(tmp_path / ".env")
+    if how == "import":
+        (tmp_path / "m.sevm").write_text('import ".env"\nvm "a" {\n    type sev\n}\n')
+        argv, located = ["check", "m.sevm"], "m.sevm:1:1: error: .env is not a manifest"
+    elif how == "import of a link":
+        (tmp_path / "m.sevm").write_text('import "env.sevm"\n')
+        argv, located = ["check", "m.sevm"], "m.sevm:1:1: error: env.sevm (a link to "
+    elif how == "named link":
+        argv, located = ["check", "env.sevm"], "error: env.sevm (a link to "
+    else:
+        argv, located = ["fmt", "--check", ".env"], "error: .env is not a manifest"
+    run = run_cli(argv).clean()
+    assert run.rc == 2
+    assert located in run.err and "none of its text is shown" in run.err, run.err
+    assert "CI_DEPLOY_TOKEN" not in run.err + run.out.decode()
+    assert "s3cr3t" not in run.err + run.out.decode()
+
+
+def test_a_sevm_file_with_a_wrong_first_word_is_still_quoted(tmp_path, monkeypatch):
+    """The manifest's own text is no secret: a typo at its start is shown as usual."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.sevm").write_text('tempalte "x" {\n}\n')
+    run = run_cli(["check", "m.sevm"]).clean()
+    assert run.rc == 2 and "m.sevm:1:1:" in run.err and 'tempalte "x" {' in run.err

@@ -6,6 +6,7 @@ The LALR parser is built from ``grammar/sevm.lark`` once and cached on disk by L
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from functools import lru_cache
@@ -94,8 +95,35 @@ def parse_text(text: str, file: str) -> tuple[ast.Document | None, list[Diagnost
 
 def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
     message, line, column, width = describe_unexpected(exc, text, parser())
+    real = _foreign(file)
+    if real is not None and (line, column) == _first_token(text):
+        # Not a manifest at all (`import "/proc/self/environ"`, a planted link to a key):
+        # quoting its first line would print someone's secrets into a CI log.  No span, so
+        # no excerpt; an import is located at its `import` line by the caller (resolve).
+        links = f" (a link to {real})" if real != os.path.abspath(file) else ""
+        return error(f"{file}{links} is not a manifest: it does not begin with import, "
+                     "template or vm and is no .sevm file; none of its text is shown",
+                     fatal_input=True)
     span = Span(file, line, column, line, column + max(width, 1))
     return error(message, span, fatal_input=True)
+
+
+_LEADING_BLANKS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\r?\n)*([ \t]*)")
+
+
+def _first_token(text: str) -> tuple[int, int]:
+    """(line, column) of the first thing in ``text`` that is not a blank line or comment."""
+    match = _LEADING_BLANKS.match(text)
+    return text.count("\n", 0, match.start(1)) + 1, len(match.group(1)) + 1
+
+
+def _foreign(file: str) -> str | None:
+    """The real path of a file whose real name does not say it is a manifest; None for a
+    .sevm file and for stdin (the user's own)."""
+    if file == "-":
+        return None
+    real = os.path.realpath(file)
+    return None if real.endswith(".sevm") else real
 
 
 def _glued_keyword(tree: Tree, text: str, file: str) -> Diagnostic | None:

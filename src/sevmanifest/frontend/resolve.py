@@ -8,6 +8,7 @@ refines it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import NamedTuple
 
@@ -60,6 +61,9 @@ def _load(path: str, loaded: Loaded, stack: tuple[str, ...], origin: Span | None
             return None
     loaded.sources[path] = text
     document, problems = parse_text(text, path)
+    if origin is not None:  # a file that is no manifest at all: at the import naming it
+        problems = [d if d.span is not None else dataclasses.replace(d, span=origin)
+                    for d in problems]
     loaded.diagnostics.extend(problems)
     if document is None:
         return None
