@@ -73,6 +73,8 @@ SYNTAX = [
     ('vim "a" {\n}\n', "expected 'import', 'template', 'vm' or the end of the line, found "
      "\"vim\"; did you mean 'vm'?", 1, 1, 4),
     ('vmx "a" {\n}\n', "unknown word \"vmx\"; did you mean 'vm'?", 1, 1, 4),
+    # a word of the language elsewhere is not suggested for itself (was: did you mean 'vmm'?)
+    ('vmm "a" {\n}\n', "unknown word \"vmm\"; did you mean 'vm'?", 1, 1, 4),
     ('vm a {\n}\n', 'expected a quoted string ("…"), found "a"', 1, 4, 5),
     ('vm "a"\n{\n}\n', "expected 'extends' or '{', found the end of the line", 1, 7, 8),
     ('vm "a" extends {\n}\n', 'expected a quoted string ("…"), found \'{\'', 1, 16, 17),

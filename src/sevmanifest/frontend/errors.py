@@ -63,8 +63,10 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
 
 
 def _suggest(found: str, parser: Lark) -> str:
-    words = [t.pattern.value for t in parser.terminals if t.pattern.type == "str"]
-    close = _close(found.strip('"'), words, n=1, cutoff=0.6)
+    bare = found.strip('"')  # itself a word of the language elsewhere ("vmm" before a vm)
+    words = [t.pattern.value for t in parser.terminals
+             if t.pattern.type == "str" and t.pattern.value != bare]
+    close = _close(bare, words, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
