@@ -108,12 +108,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return error(message, span, fatal_input=True)
 
 
-_LEADING_BLANKS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\r?\n)*([ \t]*)")
+# (a pattern string: compiled on the first syntax error, not at every start-up)
+_LEADING_BLANKS = r"(?:[ \t]*(?:#[^\n]*)?\r?\n)*([ \t]*)"
 
 
 def _first_token(text: str) -> tuple[int, int]:
     """(line, column) of the first thing in ``text`` that is not a blank line or comment."""
-    match = _LEADING_BLANKS.match(text)
+    match = re.match(_LEADING_BLANKS, text)
     return text.count("\n", 0, match.start(1)) + 1, len(match.group(1)) + 1
 
 
