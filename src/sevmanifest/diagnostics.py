@@ -4,8 +4,7 @@ print them uniformly and map them to exit codes."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-
+from .frozen import frozen_dataclass
 from .model import Span
 
 EXIT_OK = 0
@@ -19,7 +18,7 @@ class Severity(enum.Enum):
     NOTE = "note"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Diagnostic:
     """One problem or warning, located in the source when it has a place there."""
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from .frozen import frozen_dataclass
 
-@dataclass(frozen=True, order=True)
+
+@frozen_dataclass(order=True)
 class Span:
     """A region of source text; lines and columns count from 1, ends are exclusive."""
 
@@ -41,7 +43,7 @@ class Vmm(enum.Enum):
     GCE = "gce"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Artefact:
     """A file that is measured: firmware, kernel or initrd."""
 
@@ -52,7 +54,7 @@ class Artefact:
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Cpu:
     """A vCPU model as far as the measurement cares: its CPUID signature.
 
@@ -95,7 +97,7 @@ POLICY_FIELDS: Mapping[str, PolicyBit] = {
 POLICY_RESERVED_MASK = 0x0000FFC0
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Policy:
     """The 32-bit SEV guest policy (SEV API spec 55766, table "Guest Policy")."""
 
@@ -125,7 +127,7 @@ class Policy:
         return f"0x{self.value:08x}"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostMatrix:
     """The host stack.  Tuple fields may hold several values: matrix dimensions."""
 
@@ -139,7 +141,7 @@ class HostMatrix:
     profile_stated: bool = field(default=True, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Disk:
     """A disk of the launch block (rendered, never measured)."""
 
@@ -148,7 +150,7 @@ class Disk:
     resolved: Path | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Launch:
     """Settings that are only rendered into launch artefacts, never measured."""
 
@@ -158,7 +160,7 @@ class Launch:
     extra: tuple[str, ...] = ()  # extra QEMU argv elements, one per string
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Variant:
     """One concrete launch: every matrix dimension fixed to a single value."""
 
@@ -179,7 +181,7 @@ class Variant:
         }
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VM:
     """One confidential VM: its artefacts, policy, host stack and matrix dimensions."""
 
@@ -225,7 +227,7 @@ class VM:
             yield Variant(vcpus=n, cpu=cpu, vmm=vmm, legacy_vm_type=legacy, sev_features=features)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Manifest:
     """What one manifest file declares (with its imports): its vms, in order."""
 
