@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import unicodedata
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
@@ -143,13 +144,28 @@ class _Choices:
         return self.draw(_TEXT)
 
     def path(self) -> bytes:
-        if self.chance(4):  # any bytes but NUL (the front end rejects NUL in paths)
-            return self.raw_bytes().replace(b"\0", b"") or b"p"
+        if self.chance(4):  # any bytes but NUL and control characters (refused in paths)
+            return _printable_path(self.raw_bytes()) or b"p"
         text = "".join(self.pick(PATH_ALPHABET) for _ in range(self.int(1, 12)))
         return text.encode() if text.strip("/") else b"x" + text.encode()
 
     def text_bytes(self) -> bytes:
         return self.text().encode() if self.bool() else self.raw_bytes()
+
+
+def _printable_path(raw: bytes) -> bytes:
+    """``raw`` without what the language refuses in a path: control, format and line
+    separator characters (bytes that are not UTF-8 stay)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    kept = "".join(ch for ch in text if 0xDC80 <= ord(ch) <= 0xDCFF
+                   or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"))
+    return kept.encode("utf-8", "surrogateescape")
+
+
+def printable_name(text: str) -> bytes:
+    """``text`` without what the language refuses in a name (anything not printable but
+    the space)."""
+    return "".join(ch for ch in text if ch.isprintable() or ch == " ").encode() or b"n"
 
 
 def _listed(keyword: str, atoms: list) -> Stmt:
@@ -358,7 +374,7 @@ def vm_chain(c: _Choices, vm_name: bytes, template_names: list[bytes],
 
 
 LIB_FILES = ("lib/common.sevm", "lib/sub/deep.sevm", "other.sevm", "lib/sub/more/x.sevm")
-NAMES = (b"web", b"hardened", b"a b", b'q"uote', b"\\", b"\xff", "中文".encode())
+NAMES = (b"web", b"hardened", b"a b", b'q"uote', b"\\", "中文".encode())
 
 
 @st.composite
@@ -380,7 +396,7 @@ def make_content(c: _Choices, max_vms: int, max_depth: int, imports: bool) -> Co
     expected: dict = {}
 
     def fresh_name() -> bytes:
-        name = c.pick(NAMES) if c.bool() else c.text().encode()
+        name = c.pick(NAMES) if c.bool() else printable_name(c.text())
         while name in used:
             name += b"'"
         used.add(name)

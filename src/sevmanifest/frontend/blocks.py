@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..model import POLICY_FIELDS, Disk, GuestType, HostMatrix, Launch, Policy, PolicyBit, Vmm
 from . import ast
+from .strings import unprintable
 
 if TYPE_CHECKING:
     from .lower import Lowering
@@ -111,6 +112,9 @@ def lower_launch(low: "Lowering") -> Launch:
     disks = []
     if (s := _block_setting(low, "launch", "disk")) is not None:
         written = s.values[0].value.decode("utf-8", "surrogateescape")
+        if (bad := unprintable(written, name=False)) is not None:
+            low.fail(f"disk path {written!r} contains {bad}: paths are printed into terminals, "
+                     "logs and launch scripts; rename the file", s.values[0].span)
         fmt = s.option("format")
         base = os.path.dirname(os.path.abspath(s.span.file))
         disks.append(Disk(written, fmt.value if fmt else "raw",

@@ -15,6 +15,7 @@ from ..model import VM, Artefact, Cpu, GuestType, Span
 from . import ast
 from .blocks import lower_host, lower_launch, lower_policy
 from .resolve import ResolvedVM
+from .strings import unprintable
 
 # q35's limit in QEMU 7.2-8.0 is 288 vCPUs and later releases allow more, but every SEV-ES
 # vCPU is one more VMSA to measure and an ASID-bound guest this large is not a real
@@ -23,6 +24,7 @@ MAX_VCPUS = 512
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 DEFAULT_MEMORY = 2 << 30
 DEFAULT_MACHINE = "q35"
+_MACHINE = re.compile(r"[A-Za-z0-9_.-]+")  # libvirt's pattern for a machine type
 
 
 class Lowering:
@@ -49,6 +51,9 @@ class Lowering:
         written = _text(s.values[0])
         if not written or "\0" in written:
             self.fail(f"{role} path is empty or contains a NUL byte", s.values[0].span)
+        elif (bad := unprintable(written, name=False)) is not None:
+            self.fail(f"{role} path {written!r} contains {bad}: paths are printed into "
+                      "terminals, logs and launch scripts; rename the file", s.values[0].span)
         resolved = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(s.span.file)), written))
         pin = s.option("sha256")
         digest = None
@@ -113,6 +118,17 @@ class Lowering:
         s = self.setting(key)
         return _text(s.values[0]) if s else default
 
+    def machine(self) -> str:
+        s = self.setting("machine")
+        if s is None:
+            return DEFAULT_MACHINE
+        name = _text(s.values[0])
+        if not _MACHINE.fullmatch(name):
+            # "x-oem-id=AB" would turn into a property of QEMU's default machine, not its type
+            self.fail(f"machine {name!r} is not a QEMU machine type name (letters, digits, "
+                      "'.', '_' and '-', as in \"pc-q35-7.1\")", s.values[0].span)
+        return name
+
     def memory(self) -> int:
         s = self.setting("memory")
         if s is None:
@@ -147,7 +163,7 @@ def lower_vm(resolved: ResolvedVM, file: str) -> tuple[VM | None, list[Diagnosti
         name=resolved.decl.name, file=file, type=guest, firmware=firmware, kernel=kernel,
         initrd=initrd, cmdline=cmdline, kernel_hashes=hashes, vcpus=low.vcpus(),
         cpus=low.cpus(host.qemu_version), memory=low.memory(),
-        machine=low.word("machine", DEFAULT_MACHINE), host=host, policy=policy,
+        machine=low.machine(), host=host, policy=policy,
         launch=lower_launch(low), origins=low.origins, span=resolved.decl.name_span)
     _contradictions(low, vm)
     return (vm if firmware is not None else None), low.problems

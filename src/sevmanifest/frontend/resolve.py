@@ -17,6 +17,7 @@ from ..model import Span
 from . import ast
 from .parse import parse_text
 from .source import read_source
+from .strings import unprintable
 
 MAX_IMPORT_DEPTH = 16
 MAX_IMPORTED_FILES = 256
@@ -119,6 +120,7 @@ def resolve(loaded: Loaded) -> tuple[list[ResolvedVM], list[Diagnostic]]:
     for document in loaded.documents.values():
         for decl in document.items:
             if isinstance(decl, ast.Decl):
+                problems.extend(_unprintable_name(decl))
                 problems.extend(_duplicates_in(decl))
     # A template's broken chain is an error even when no vm uses it (a file of templates
     # is checked on its own); it is reported once, where the chain breaks.
@@ -189,6 +191,19 @@ def _merge(chain: tuple[ast.Decl, ...]) -> ResolvedVM:
             else:
                 settings[item.key] = item
     return ResolvedVM(chain[-1], settings, blocks, policy_raw, chain)
+
+
+def _unprintable_name(decl: ast.Decl) -> list[Diagnostic]:
+    """A name is printed by every command, into terminals, CI logs and review comments, and
+    names a libvirt domain: a line break there could forge a CI log line ("::error ..."), an
+    escape sequence rewrite a terminal, a bidi override make a reviewer misread the name."""
+    if not decl.name:
+        return [error(f"{decl.kind} name is empty", decl.name_span)]
+    bad = unprintable(decl.name, name=True)
+    if bad is None:
+        return []
+    return [error(f"{decl.kind} name {decl.name!r} contains {bad}: a name is printable text "
+                  "(no control, format or separator characters but the space)", decl.name_span)]
 
 
 def _duplicates_in(decl: ast.Decl) -> list[Diagnostic]:

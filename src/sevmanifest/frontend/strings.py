@@ -49,3 +49,23 @@ def _escape(code: str) -> bytes | None:
             return None
         return chr(point).encode("utf-8")
     return None
+
+
+def unprintable(text: str, *, name: bool) -> str | None:
+    """The first character of ``text`` a terminal, CI log or reviewer would not show as
+    itself, described ("U+000A", "byte 0xff, which is not UTF-8"); None if there is none.
+    Names (``name=True``) are printable text only.  Paths may also hold bytes that are not
+    UTF-8 and Unicode's other spaces: only control, format (bidi overrides) and line
+    separator characters are refused there."""
+    for char in text:
+        if char.isprintable() or char == " ":
+            continue
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a raw byte (decoded with surrogateescape)
+            if name:
+                return f"byte 0x{code - 0xDC00:02x}, which is not UTF-8"
+            continue
+        import unicodedata  # only here: rare, and not worth every start-up
+        if name or unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"U+{code:04X}"
+    return None

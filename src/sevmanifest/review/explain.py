@@ -194,19 +194,25 @@ def _not_in_digest(vm: VM) -> list[str]:
 
 def quote_bytes(value: bytes | None) -> str | None:
     """Quoted like a manifest string, so trailing blanks and control bytes are visible."""
-    if value is None:
-        return None
+    return None if value is None else quote_text(value.decode("utf-8", "surrogateescape"))
+
+
+def quote_text(text: str) -> str:
+    """``text`` as a manifest string literal: what a terminal or a CI log would act on
+    (control and format characters, bytes that are not UTF-8) is written as an escape."""
     out = []
-    for ch in value.decode("utf-8", "surrogateescape"):
+    for ch in text:
         code = ord(ch)
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
         elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
+        elif code < 0x80:
             out.append(f"\\x{code:02x}")
         else:
-            out.append(ch)
+            out.append(f"\\u{{{code:x}}}")
     return '"' + "".join(out) + '"'
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Hashable, Iterator, Sequence
 
 from ..model import VM, Cpu, Disk, GuestType, Vmm
+from .explain import quote_text
 from .kinds import Kind, RawChange
 
 _PLAIN_SEV = "plain SEV measures no VMSA, so this does not enter the launch digest"
@@ -111,21 +112,29 @@ def _guest_settings(old: VM, new: VM) -> Iterator[RawChange]:
     if new.measured_boot and new.host.qemu_version == (7, 2):
         # facts §7.4: pc-*-7.2 machine types on QEMU 7.2 hash a random RNG seed with the kernel
         why += ", but on QEMU 7.2 it decides whether the kernel hash can match (rule SEVM107)"
-    yield from _neutral("machine", old.machine, new.machine, why, lambda v: f'"{v}"')
+    yield from _neutral("machine", old.machine, new.machine, why, quote_text)
 
 
 def _launch(old: VM, new: VM) -> Iterator[RawChange]:
     was, now = old.launch, new.launch
     not_measured = "launch-time setting; not measured"
-    yield from _neutral("launch.disk", was.disks, now.disks, not_measured, _disk)
+    # as written: the resolved path depends on where the manifest is checked out (--git
+    # compiles the old side in a temporary directory)
+    yield from _neutral("launch.disk", tuple(map(_as_written, was.disks)),
+                        tuple(map(_as_written, now.disks)), not_measured, _disk)
     yield from _neutral("launch.net", was.net, now.net, not_measured)
     yield from _neutral("launch.console", was.console, now.console, not_measured)
     yield from _neutral("launch.extra", was.extra, now.extra, "extra QEMU arguments; not "
-                        "measured, but review them: they can change the launch", lambda v: f'"{v}"')
+                        "measured, but review them: they can change the launch", quote_text)
 
 
-def _disk(disk: Disk) -> str:
-    return f'"{disk.path}" format {disk.format}'
+def _as_written(disk: Disk) -> tuple[str, str]:
+    return disk.path, disk.format
+
+
+def _disk(disk: tuple[str, str]) -> str:
+    path, fmt = disk
+    return f"{quote_text(path)} format {fmt}"
 
 
 def format_size(size: int) -> str:
