@@ -139,6 +139,32 @@ def test_stdin(tmp_path):
     assert formatted.stdout.decode() == 'vm "a" {\n    firmware "f"\n}\n'
 
 
+def test_fmt_check_of_stdin_only_reports(tmp_path):
+    unformatted = b'vm "a"{\n firmware "f"\n}'
+    run = sevm("fmt", "--check", "-", stdin=unformatted, cwd=tmp_path)
+    assert run.returncode == 1 and run.stdout.decode() == "-: not formatted (run: sevm fmt -)\n"
+    formatted = b'vm "a" {\n    firmware "f"\n}\n'
+    run = sevm("fmt", "--check", "-", stdin=formatted, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout == b""
+
+
+def test_fmt_keeps_a_byte_order_mark(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    path = write(tmp_path, "m.sevm", bom + b'vm "a"{\n firmware "f"\n}')
+    assert sevm("fmt", str(path)).returncode == 0
+    assert path.read_bytes() == bom + b'vm "a" {\n    firmware "f"\n}\n'
+    assert sevm("fmt", "--check", str(path)).returncode == 0
+    piped = sevm("fmt", "-", stdin=bom + b'vm "a"{\n firmware "f"\n}', cwd=tmp_path)
+    assert piped.stdout == bom + b'vm "a" {\n    firmware "f"\n}\n'
+
+
+def test_a_byte_order_mark_is_no_column(tmp_path):
+    with_mark = write(tmp_path, "b1.sevm", b'\xef\xbb\xbfvm "\xe9" {\n}\n')
+    without = write(tmp_path, "b2.sevm", b'vm "\xe9" {\n}\n')
+    assert f"{with_mark}:1:5: error: not UTF-8" in sevm("check", str(with_mark)).stderr.decode()
+    assert f"{without}:1:5: error: not UTF-8" in sevm("check", str(without)).stderr.decode()
+
+
 def test_several_files_exit_with_the_worst(tmp_path):
     good = write(tmp_path, "good.sevm", MINIMAL)  # (pinned firmware aside: warnings only)
     failing = write(tmp_path, "failing.sevm", vm("vcpus 0"))

@@ -26,11 +26,13 @@ def run(args) -> int:
     from ..frontend.source import read_source
     status = EXIT_OK
     for path in args.files:
-        text, problem = read_source(path)
+        text, problem = read_source(path, keep_bom=True)
         if problem is not None:
             print_diagnostics([problem])
             status = EXIT_USAGE
             continue
+        bom = "\ufeff" if text.startswith("\ufeff") else ""  # kept where it was (language.md)
+        text = text[len(bom):]
         document, problems = parse_text(text, path)
         if document is None or any(d.is_error for d in problems):
             from ..diagnostics import SourceCache
@@ -38,8 +40,8 @@ def run(args) -> int:
             status = EXIT_USAGE
             continue
         formatted = format_document(document, text)
-        if path == "-":
-            sys.stdout.write(formatted)
+        if path == "-" and not args.check:  # (--check only reports, for stdin too)
+            sys.stdout.write(bom + formatted)
         elif formatted == text:
             continue
         elif args.check:
@@ -47,6 +49,6 @@ def run(args) -> int:
             status = max(status, EXIT_FAILED)
         else:
             # a symlinked manifest stays a link: format the file it points at
-            atomic_write(os.path.realpath(path), formatted)
+            atomic_write(os.path.realpath(path), bom + formatted)
             print(f"{path}: formatted")
     return status

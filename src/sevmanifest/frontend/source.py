@@ -11,10 +11,14 @@ from ..model import Span
 # A hand-written manifest is a few KiB.  256 KiB keeps the worst case (the most tokens
 # per byte, e.g. "vcpus 1,1,1,…") to a few seconds of parsing; at 1 MiB it was 10-30 s.
 MAX_MANIFEST_BYTES = 256 << 10
+BOM = b"\xef\xbb\xbf"
 
 
-def read_source(path: str, origin: Span | None = None) -> tuple[str | None, Diagnostic | None]:
-    """The text of a manifest, or a diagnostic (located at ``origin``, e.g. an import line)."""
+def read_source(path: str, origin: Span | None = None, *,
+                keep_bom: bool = False) -> tuple[str | None, Diagnostic | None]:
+    """The text of a manifest, or a diagnostic (located at ``origin``, e.g. an import line).
+    A byte-order mark is not part of the manifest: dropped, unless ``keep_bom`` (``fmt``
+    puts it back)."""
     where = origin or Span(path, 1, 1, 1, 1)
     if path == "-":
         data = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
@@ -35,19 +39,21 @@ def read_source(path: str, origin: Span | None = None) -> tuple[str | None, Diag
     if len(data) > MAX_MANIFEST_BYTES:
         return None, error(f"{path} is larger than {MAX_MANIFEST_BYTES // 1024} KiB, the limit for "
                            "a manifest", where, fatal_input=True)
-    return _decode(data, path)
+    return _decode(data, path, keep_bom)
 
 
-def _decode(data: bytes, path: str) -> tuple[str | None, Diagnostic | None]:
+def _decode(data: bytes, path: str, keep_bom: bool) -> tuple[str | None, Diagnostic | None]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         column = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
+        if line_start == 0 and data.startswith(BOM):
+            column -= 1  # the mark is not a column, as everywhere else
         span = Span(path, line, column, line, column + 1)
         return None, error(f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start or continue a "
                            "character; manifests are UTF-8 text", span, fatal_input=True)
-    if text.startswith("\ufeff"):
-        text = text[1:]  # a byte-order mark is not part of the manifest
+    if text.startswith("\ufeff") and not keep_bom:
+        text = text[1:]
     return text, None
