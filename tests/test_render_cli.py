@@ -108,3 +108,41 @@ def test_several_vms_need_vm(capsys, tmp_path: Path):
     assert code == 2 and "--vm" in err and "a, b" in err
     code, out, _ = _run(capsys, "render", "qemu", str(manifest), "--vm", "b", "--format", "argv")
     assert code == 0 and json.loads(out)[0] == "qemu-system-x86_64"
+
+
+IMAGES = REPO / "manifests" / "images"
+
+
+def _firmware_cases(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Manifests that `sevm measure` rejects for their firmware or artefacts, each with a
+    word of the error it must give."""
+    amdsev, generic = IMAGES / "OVMF.synthetic-amdsev.fd", IMAGES / "OVMF.synthetic-generic.fd"
+    blank = tmp_path / "blank.fd"
+    blank.write_bytes(bytes(64 << 10))  # no GUID table, so no SEV-ES reset block
+    (tmp_path / "fw-dir").mkdir()
+    kernel = IMAGES / "vmlinuz.synthetic"
+    sev = '    type sev\n    policy 0x3\n'
+    es = '    type sev-es\n    cpu "EPYC-Milan"\n    policy 0x7\n'
+    return {
+        "pin": (f'{sev}    firmware "{amdsev}" sha256 "{"0" * 64}"\n', "sha256"),
+        "missing": (f'{sev}    firmware "{tmp_path / "absent.fd"}"\n', "absent.fd"),
+        "directory": (f'{sev}    firmware "{tmp_path / "fw-dir"}"\n', "fw-dir"),
+        "no-hash-table": (f'{sev}    firmware "{generic}"\n    kernel "{kernel}"\n'
+                          '    kernel-hashes on\n', "hash-table"),
+        "no-reset-block": (f'{es}    firmware "{blank}"\n', "reset block"),
+    }
+
+
+@pytest.mark.parametrize("case", ["pin", "missing", "directory", "no-hash-table", "no-reset-block"])
+def test_argv_format_checks_the_firmware_like_the_script(capsys, tmp_path: Path, case):
+    """--format argv measures the variant as the script does: it prints no command line
+    for a launch that `sevm measure` rejects, and fails with the same error and status."""
+    body, word = _firmware_cases(tmp_path)[case]
+    manifest = tmp_path / "m.sevm"
+    manifest.write_text(f'vm "m" {{\n{body}}}\n')
+    measured = _run(capsys, "measure", str(manifest))
+    script = _run(capsys, "render", "qemu", str(manifest))
+    argv = _run(capsys, "render", "qemu", str(manifest), "--format", "argv")
+    assert measured[0] != 0 and word in measured[2]
+    assert script[0] != 0 and script[1] == ""
+    assert argv == script

@@ -41,14 +41,17 @@ def template_context(vm: VM, variant: Variant, command: qemu.QemuCommand | None 
 
 def render_qemu(vm: VM, variant: Variant, *, format: str = "sh") -> Rendered:
     """``format`` "sh": a launch script; "argv": a JSON array (program name first)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown QEMU output format {format!r}")
     command = qemu_command(vm, variant)
+    # Both formats measure the variant first: the launch digest is what checks the
+    # firmware (its pin, the hash table for kernel-hashes, the SEV-ES reset block) and
+    # reads every artefact, so neither format prints a launch that `sevm measure` refuses.
+    context = template_context(vm, variant, command)
     if format == "argv":
         return Rendered(json.dumps(command.argv) + "\n", command.warnings)
-    if format != "sh":
-        raise ValueError(f"unknown QEMU output format {format!r}")
     from .templates import render_builtin
-    text = render_builtin(QEMU_SCRIPT_TEMPLATE, template_context(vm, variant, command))
-    return Rendered(text, command.warnings)
+    return Rendered(render_builtin(QEMU_SCRIPT_TEMPLATE, context), command.warnings)
 
 
 def render_libvirt(vm: VM, variant: Variant) -> Rendered:
