@@ -33,7 +33,7 @@ def test_sizes(spelling, expected):
     if expected is None:  # 11 KiB parses but is not a whole number of MiB
         result = compile_text(vm(f"memory {spelling}"), "/work/m.sevm")
         assert [d.message for d in errors(result)] == [
-            "memory must be a whole number of MiB, at least 1MiB"]
+            "memory must be a whole number of MiB, at least 1MiB and at most 64TiB"]
         return
     assert one_vm(vm(f"memory {spelling}")).memory == expected
 

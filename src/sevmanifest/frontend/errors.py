@@ -27,6 +27,8 @@ _DESCRIPTIONS = {
     "$END": "the end of the file",
 }
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
+# the grammar's STRING (a pattern string: compiled on the first syntax error only)
+_STRING = r'"(?:[^"\\\n]|\\[^\n])*+"'
 
 
 def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[str, int, int, int]:
@@ -37,6 +39,9 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
     if isinstance(exc, UnexpectedToken):
         expected = set(exc.expected) | set(getattr(exc, "accepts", None) or ())
         token = exc.token
+        glued = _glued(text, token, parser)
+        if glued is not None:
+            return glued
         if token.type == "$END":
             return ("unexpected end of file: a block is not closed with '}'", exc.line, exc.column, 1)
         found, width = _found_token(token), len(str(token))
@@ -51,8 +56,10 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
     found = _found_text(text, start)
     column = exc.column - (pos - start)
     width = _word_width(text, start)
-    if text.startswith('"', pos) and '"' not in text[pos + 1:].split("\n", 1)[0]:
-        return ("unterminated string: a string must end with '\"' on the same line",
+    if text.startswith('"', pos) and not re.compile(_STRING).match(text, pos):
+        end = text.find("\n", pos)
+        escaped = " (\\\" is a quote inside it)" if text.find('"', pos + 1, end) != -1 else ""
+        return (f"unterminated string: a string must end with '\"' on the same line{escaped}",
                 exc.line, exc.column, 1)
     if text.startswith("\r", pos) and not text.startswith("\r\n", pos):
         return ("a carriage return without a line feed: lines must end with \\n or \\r\\n",
@@ -60,6 +67,22 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
     if start < pos:  # a keyword matched the front of a longer word ("types")
         return (f"unknown word {found}{_suggest(found, parser)}", exc.line, column, width)
     return (_message(set(exc.allowed or ()), found, parser), exc.line, column, width)
+
+
+def _glued(text: str, token, parser: Lark) -> tuple[str, int, int, int] | None:
+    """``firmware2 "x"``: the lexer took the keyword and then the "2"; say so, as the
+    check after a successful parse does ("write a space after ...")."""
+    pos = token.start_pos
+    if pos is None or not _WORD.match(text, pos):
+        return None
+    start = _word_start(text, pos)
+    head = text[start:pos]
+    if start == pos or head not in {t.pattern.value for t in parser.terminals
+                                    if t.pattern.type == "str"}:
+        return None
+    word = _WORD.match(text, start).group(0)
+    return (f"unknown word {word!r}: write a space after {head!r}", token.line,
+            token.column - (pos - start), len(word))
 
 
 def _suggest(found: str, parser: Lark) -> str:

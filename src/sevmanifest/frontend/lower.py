@@ -24,6 +24,9 @@ MAX_VCPUS = 512
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 DEFAULT_MEMORY = 2 << 30
 DEFAULT_MACHINE = "q35"
+# far beyond any host (an EPYC socket addresses 6 TiB), far below the guest physical
+# address space an SEV guest has under its C-bit (bit 47 or 51)
+MAX_MEMORY = 64 << 40
 _MACHINE = re.compile(r"[A-Za-z0-9_.-]+")  # libvirt's pattern for a machine type
 
 
@@ -134,8 +137,9 @@ class Lowering:
         if s is None:
             return DEFAULT_MEMORY
         size = s.values[0].value
-        if size < (1 << 20) or size % (1 << 20):
-            self.fail("memory must be a whole number of MiB, at least 1MiB", s.values[0].span)
+        if size < (1 << 20) or size % (1 << 20) or size > MAX_MEMORY:
+            self.fail("memory must be a whole number of MiB, at least 1MiB and at most 64TiB",
+                      s.values[0].span)
         return size
 
     def cmdline(self) -> bytes | None:

@@ -80,6 +80,10 @@ def parse_text(text: str, file: str) -> tuple[ast.Document | None, list[Diagnost
     """Parse one manifest.  Returns the document, or None and the diagnostics."""
     if not text.endswith("\n"):
         text += "\n"  # statements end at a newline; the last one may lack it
+    if "\r" in text:
+        lone = _lone_carriage_return(text, file)
+        if lone is not None:
+            return None, [lone]
     try:
         tree = parser().parse(text)
     except UnexpectedInput as exc:
@@ -116,6 +120,21 @@ def _first_token(text: str) -> tuple[int, int]:
     """(line, column) of the first thing in ``text`` that is not a blank line or comment."""
     match = re.match(_LEADING_BLANKS, text)
     return text.count("\n", 0, match.start(1)) + 1, len(match.group(1)) + 1
+
+
+def _lone_carriage_return(text: str, file: str) -> Diagnostic | None:
+    """A carriage return without a line feed, also inside a comment or a string, where the
+    grammar would take it: a terminal returns to the start of the line there, so a comment
+    could hide the statement after it from a reviewer ("debug allow  #\rdebug deny")."""
+    at = text.find("\r")
+    while at != -1 and text.startswith("\r\n", at):
+        at = text.find("\r", at + 2)
+    if at == -1:
+        return None
+    line_start = text.rfind("\n", 0, at) + 1
+    line, column = text.count("\n", 0, at) + 1, at - line_start + 1
+    return error("a carriage return without a line feed: lines must end with \\n or \\r\\n",
+                 Span(file, line, column, line, column + 1), fatal_input=True)
 
 
 def _foreign(file: str) -> str | None:
@@ -211,8 +230,9 @@ class _Builder(Transformer):
         # Python refuses to convert decimal strings of more than 4300 digits (and every
         # setting's range ends far below 100 digits), so longer literals stop here.
         digits = text.replace("_", "")
-        if len(digits) > MAX_NUMBER_DIGITS:
-            self.diagnostics.append(error(f"number too long: {len(digits)} digits (at most "
+        count = len(digits) - 2 if digits[:2] in ("0x", "0X") else len(digits)
+        if count > MAX_NUMBER_DIGITS:
+            self.diagnostics.append(error(f"number too long: {count} digits (at most "
                                           f"{MAX_NUMBER_DIGITS})", span, fatal_input=True))
             return 0
         if digits[:2] in ("0x", "0X"):
