@@ -203,3 +203,11 @@ def test_formatting_is_byte_stable_for_every_canonical_file():
     for text in (MESSY_CANONICAL, COMMENTS_CANONICAL):
         document, problems = parse_text(text, "m.sevm")
         assert not problems and format_document(document, text) == text
+
+
+def test_a_comment_after_a_statement_on_the_opening_line_stays_with_that_statement():
+    text = 'vm "a" { policy { debug allow  # needed for gdb sessions only\n    }\n    firmware "f"\n}\n'
+    assert fmt(text) == ('vm "a" {\n    policy {\n        debug allow  # needed for gdb sessions only\n'
+                         '    }\n    firmware "f"\n}\n')
+    kept = 'vm "a" {  # head\n    policy {  # pol\n        debug allow  # why\n    }\n}\n'
+    assert fmt(kept) == kept

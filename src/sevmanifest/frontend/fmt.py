@@ -53,6 +53,11 @@ class _Printer:
             return "  " + self.comments.popleft().text
         return ""
 
+    def opening(self, line: int, items) -> str:
+        """The comment after a "{", unless a statement follows the "{" on its line: the
+        comment trails that statement (`vm "a" { policy { debug allow  # why`)."""
+        return "" if items and items[0].span.line == line else self.trailing(line)
+
     def setting(self, s: ast.Setting, depth: int) -> None:
         self.leading(s.span.line, depth)
         parts = [s.key]
@@ -63,7 +68,7 @@ class _Printer:
 
     def block(self, b: ast.Block, depth: int) -> None:
         self.leading(b.span.line, depth)
-        self._emit(depth, f"{b.key} {{" + self.trailing(b.span.line), opens=True)
+        self._emit(depth, f"{b.key} {{" + self.opening(b.span.line, b.settings), opens=True)
         for s in b.settings:
             self.setting(s, depth + 1)
         self.close(b.end_line, depth)
@@ -78,7 +83,7 @@ class _Printer:
         head = f"{d.kind} {d.name_text}"
         if d.extends is not None:
             head += f" extends {d.extends_text}"
-        self._emit(0, head + " {" + self.trailing(d.span.line), opens=True)
+        self._emit(0, head + " {" + self.opening(d.span.line, d.body), opens=True)
         for item in d.body:
             (self.block if isinstance(item, ast.Block) else self.setting)(item, 1)
         self.close(d.end_line, 0)
