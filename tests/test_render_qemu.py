@@ -187,3 +187,25 @@ def test_argv_format_is_the_json_of_the_list(tmp_path: Path):
     variant = render.select_variant(vm, "vcpus=4")
     text = render.render_qemu(vm, variant, format="argv").text
     assert json.loads(text) == render.qemu_command(vm, variant).argv
+
+
+@pytest.mark.parametrize("extra", [
+    ("-global", "EPYC-Milan-x86_64-cpu.family=23"), ("--global", "x86_64-cpu.model=7"),
+    ("-global", "cpu.stepping=3"), ("-global", "EPYC-Rome-v1-x86_64-cpu.family=25"),
+    ("-global", "driver=EPYC-Milan-x86_64-cpu,property=family,value=23"),
+    ("-global", "driver=ICH9-LPC,driver=x86_64-cpu,property=stepping,value=2"),
+])
+def test_extra_global_on_a_cpu_type_is_an_error(tmp_path: Path, extra):
+    """QEMU 7.2 applies each of these to the vCPUs (checked with qom-get), and family,
+    model and stepping are the CPUID signature an SEV-ES VMSA carries in RDX."""
+    vm = make_vm(tmp_path, launch=Launch(extra=("-name", "g") + extra))
+    message = _error(vm, "vcpus=1")
+    assert f"extra argument {extra[0]} {extra[1]!r}" in message and "CPU type" in message
+
+
+@pytest.mark.parametrize("extra", [("-global", "ICH9-LPC.disable_s3=1"),
+                                   ("-global", "virtio-blk-pci.serial=x86_64-cpu"),
+                                   ("-global", "driver=isa-fdc,property=cpu,value=x-cpu")])
+def test_extra_global_on_other_drivers_is_appended(tmp_path: Path, extra):
+    vm = make_vm(tmp_path, launch=Launch(extra=extra))
+    assert _argv(vm, "vcpus=1")[-2:] == list(extra)

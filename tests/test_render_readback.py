@@ -160,3 +160,31 @@ def test_read_back_argv_matches_sev_snp_measure(scratch, text):
         if independent is not None:
             assert launch_digest_from_argv(argv, sev_features=variant.sev_features) == independent
             assert render.launch_digest(vm, variant) == independent
+
+
+def test_readback_applies_cpu_globals_and_cpu_properties(tmp_path: Path):
+    """QEMU sets family/model/stepping from -global on the CPU type or an ancestor, in
+    order, and then from the -cpu option's own properties, whatever the argv order (as
+    QEMU 7.2 does: qom-get family after -cpu EPYC-Milan,family=24 -global ...family=23
+    is 24)."""
+    vm = make_vm(tmp_path)
+    argv = render.qemu_command(vm, render.select_variant(vm, "vcpus=4")).argv
+    reference = launch_digest_from_argv(argv)
+
+    def cpu(*extra, cpu_option="EPYC-Milan"):
+        changed = list(argv)
+        changed[changed.index("-cpu") + 1] = cpu_option
+        back = measured_inputs_from_argv(changed + list(extra)).variant.cpu
+        return back.family, back.model, back.stepping, back.signature
+
+    assert cpu() == (25, 1, 1, 0x00A00F11)
+    assert cpu("-global", "EPYC-Milan-x86_64-cpu.family=23")[0] == 23
+    assert cpu("-global", "driver=x86_64-cpu,property=model,value=0x31")[1] == 0x31
+    assert cpu("-global", "cpu.stepping=3", "-global", "cpu.stepping=2")[2] == 2
+    assert cpu("-global", "EPYC-Rome-x86_64-cpu.family=23") == (25, 1, 1, 0x00A00F11)
+    assert cpu("-global", "EPYC-Milan-x86_64-cpu.family=23", cpu_option="EPYC-Milan,family=24")[0] == 24
+    assert cpu(cpu_option="EPYC-Milan,+pcid,stepping=017")[2] == 0o17
+    changed = argv + ["-global", "EPYC-Milan-x86_64-cpu.family=23"]
+    assert launch_digest_from_argv(changed) != reference
+    with pytest.raises(DiagnosticError, match="cannot read CPU family"):
+        measured_inputs_from_argv(argv + ["-global", "cpu.family=zen"])

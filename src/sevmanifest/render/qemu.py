@@ -154,6 +154,13 @@ def check_extra(vm: VM) -> None:
                 f"vm {vm.name}: extra argument {arg!r} would override what the manifest measures "
                 "or how SEV is set up; use the manifest's own setting instead", where))
         following = extra[index + 1] if index + 1 < len(extra) else ""
+        if flag == "-global" and qemuopts.cpu_type(driver := qemuopts.parse_global(following)[0]):
+            # QEMU applies it to every vCPU of that type: family, model and stepping make
+            # the CPUID signature that an SEV-ES VMSA carries (measured) in RDX
+            raise DiagnosticError(error(
+                f"vm {vm.name}: extra argument {arg} {following!r} sets a property of the CPU "
+                f"type {driver!r}, which can change the measured CPU; state the cpu in the "
+                "manifest instead", where))
         if flag in _WATCHED_EXTRA and any(w in following for w in _WATCHED_EXTRA[flag]):
             raise DiagnosticError(error(
                 f"vm {vm.name}: extra argument {arg} {following!r} touches the SEV object or the "

@@ -6,6 +6,7 @@ A comma inside a value is written doubled (``,,``).  The first item may omit its
 from __future__ import annotations
 
 import json
+import re
 
 
 def escape(value: str) -> str:
@@ -55,6 +56,31 @@ def parse(text: str, implied: str | None = None) -> dict[str, str]:
             continue
         props[key] = value
     return props
+
+
+# qemu_global_option's first form: sscanf("%63[^.=].%63[^=]%n") followed by "="
+_GLOBAL_DOTTED = re.compile(r"([^.=]{1,63})\.([^=]{1,63})=")
+
+
+def parse_global(text: str) -> tuple[str, str, str]:
+    """``-global``'s argument as ``(driver, property, value)``, read as QEMU's
+    qemu_global_option reads it: ``DRIVER.PROPERTY=VALUE``, else the QemuOpts form
+    ``driver=D,property=P,value=V`` (later keys win; a missing key is "")."""
+    dotted = _GLOBAL_DOTTED.match(text)
+    if dotted:
+        return dotted.group(1), dotted.group(2), text[dotted.end():]
+    props: dict[str, str] = {}
+    for item in split(text):
+        key, sep, value = item.partition("=")
+        props[key] = value if sep else "on"
+    return props.get("driver", ""), props.get("property", ""), props.get("value", "")
+
+
+def cpu_type(driver: str) -> bool:
+    """Whether a qdev driver name is an x86 CPU type (``EPYC-Milan-x86_64-cpu``,
+    ``x86_64-cpu``) or the abstract ``cpu``: a ``-global`` on it reaches the vCPUs."""
+    driver = driver.lower()
+    return driver == "cpu" or driver.endswith("-cpu")
 
 
 def _json_text(value) -> str:

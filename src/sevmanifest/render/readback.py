@@ -2,7 +2,8 @@
 
 This is the check behind "one source, two outputs": parse a rendered (or any) QEMU
 command line the way QEMU would (pflash unit 0 or ``-bios``, ``-kernel/-initrd/-append``,
-``sev-guest``'s policy/kernel-hashes/legacy-vm-type, ``-smp``, ``-cpu``), rebuild a
+``sev-guest``'s policy/kernel-hashes/legacy-vm-type, ``-smp``, ``-cpu`` with the
+family/model/stepping its properties and ``-global`` set), rebuild a
 one-variant model VM from it, and let the measurement engine compute its launch digest.
 It shares no code with the renderer beyond the QemuOpts syntax.
 
@@ -141,8 +142,46 @@ def _cpu(opts, guest: GuestType) -> tuple[Cpu, ...]:
         if guest is GuestType.SEV_ES:
             raise _fail(f"SEV-ES needs a -cpu model with a known signature, got {name!r}")
         return ()  # plain SEV measures no CPU
-    sig = cpus.signature(info.family, info.model, info.stepping)
-    return (Cpu(sig, name, info.family, info.model, info.stepping),)
+    fms = _cpu_version(opts, name, value, {"family": info.family, "model": info.model,
+                                           "stepping": info.stepping})
+    sig = cpus.signature(fms["family"], fms["model"], fms["stepping"])
+    return (Cpu(sig, name, fms["family"], fms["model"], fms["stepping"]),)
+
+
+def _cpu_version(opts, name: str, cpu_option: str, fms: dict[str, int]) -> dict[str, int]:
+    """family/model/stepping after QEMU's global properties: each ``-global`` on the
+    model's type or an ancestor (``x86_64-cpu``, ``cpu``) in order, then the ``-cpu``
+    option's own properties, which QEMU registers as globals after the user's."""
+    types = {f"{name}-x86_64-cpu", "x86_64-cpu", "cpu"}
+    settings = []
+    for flag, value in opts:
+        if flag == "-global":
+            driver, prop, text = qemuopts.parse_global(value)
+            if driver in types:
+                settings.append((prop, text))
+    for item in cpu_option.split(",")[1:]:  # x86_cpu_parse_featurestr: plain commas
+        prop, _, text = item.partition("=")
+        settings.append((prop.replace("_", "-"), text))
+    fms = dict(fms)
+    for prop, text in settings:
+        if prop in fms:
+            fms[prop] = _c_integer(text, f"CPU {prop} {text!r}")
+    return fms
+
+
+def _c_integer(text: str, what: str) -> int:
+    """A non-negative integer as QEMU's string visitor reads it (strtoll base 0)."""
+    try:
+        if text[:2].lower() == "0x":
+            return int(text[2:], 16)
+        if text.startswith("0") and len(text) > 1:
+            return int(text[1:], 8)
+        number = int(text, 10)
+    except ValueError:
+        raise _fail(f"cannot read {what}") from None
+    if number < 0:
+        raise _fail(f"cannot read {what}")
+    return number
 
 
 def _memory(opts) -> int:
