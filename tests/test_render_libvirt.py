@@ -157,3 +157,14 @@ def test_comment_cannot_be_closed_by_a_name(tmp_path: Path):
     comment = text[:text.index("-->") + 3]
     assert comment.count("--") == 2 and "x- ->y" in comment
     ET.fromstring(text)
+
+
+@pytest.mark.parametrize("char", ["\uffff", "\ufffe"])
+def test_comment_escapes_characters_xml_cannot_carry(tmp_path: Path, char):
+    """The manifest's file name is only in the comment; U+FFFE and U+FFFF may not appear
+    in an XML document at all, so the comment shows them as escapes."""
+    vm = make_vm(tmp_path, file=str(tmp_path / f"f{char}.sevm"))
+    text = _domain(vm)
+    assert not XML_INVALID.search(text)
+    assert f"f\\u{ord(char):04x}.sevm" in text[:text.index("-->")]
+    ET.fromstring(text)

@@ -66,8 +66,9 @@ def sh_comment(value) -> str:
 
 
 def xml_comment(value) -> Markup:
-    """Text safe inside ``<!-- -->``: no control characters, no ``--``, no trailing ``-``."""
-    text = _printable(str(value))
+    """Text safe inside ``<!-- -->``: no control characters, no ``--``, no trailing ``-``,
+    and no character XML cannot carry (U+FFFE, U+FFFF too), each shown as an escape."""
+    text = XML_INVALID.sub(lambda m: repr(m.group())[1:-1], _printable(str(value)))
     while "--" in text:
         text = text.replace("--", "- -")
     return Markup(text + (" " if text.endswith("-") else ""))
