@@ -74,3 +74,17 @@ def test_single_variant_vm_narrows_every_dimension(matrix):
     v = select_variant(matrix, "vcpus=2,cpu=EPYC-Milan,legacy-vm-type=on,sev-features=0")
     narrowed = single_variant_vm(matrix, v)
     assert list(narrowed.variants()) == [v]
+
+
+def test_listed_options_are_ready_to_paste_into_a_shell(matrix):
+    """Each note is one shell-quoted --variant option (a family/model/stepping label has
+    spaces) that, split as a shell splits it, selects exactly that variant."""
+    import shlex
+    notes = _problem(matrix, None).diagnostics[0].notes
+    assert "--variant 'vcpus=1,cpu=family 23 model 49 stepping 0,legacy-vm-type=on,sev-features=0x0'" in notes
+    selected = set()
+    for note in notes:
+        flag, spec = shlex.split(note)
+        assert flag == "--variant"
+        selected.add(select_variant(matrix, spec))
+    assert selected == set(matrix.variants())

@@ -7,6 +7,7 @@ to leave exactly one variant.  The keys are those of :meth:`sevmanifest.model.Va
 from __future__ import annotations
 
 import dataclasses
+import shlex
 
 from ..diagnostics import DiagnosticError, error
 from ..model import VM, Variant
@@ -88,7 +89,8 @@ def select_variant(vm: VM, spec: str | None) -> Variant:
     variants = list(vm.variants())
     chosen = [v for v in variants if _matches(v, wanted)]
     dims = varying_dimensions(vm) or ("vcpus",)
-    listing = tuple(f"--variant {describe(v, dims)}" for v in (chosen or variants))
+    # ready to paste into a shell: a CPU label such as "family 25 model 1 stepping 1" has spaces
+    listing = tuple(f"--variant {shlex.quote(describe(v, dims))}" for v in (chosen or variants))
     if len(chosen) == 1:
         return chosen[0]
     if not chosen:
