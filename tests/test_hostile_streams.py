@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from hostile_support import run_sevm
+from hostile_support import full_disk, run_sevm
 from lock_support import make_repo, vm_text
 
 
@@ -60,3 +60,74 @@ def test_reading_a_closed_stdin_is_a_clean_error(manifest, tmp_path, argv):
     assert run.rc == 2, run.err
     assert "cannot read standard input: it is closed" in run.err
     assert "Traceback" not in run.err and "internal error" not in run.err
+
+
+# ---- standard output that cannot be written: a full disk, a file-size limit ------------
+
+def _stdout_to(path: str, *, limit: int | None = None):
+    """preexec_fn: standard output is ``path`` (``> /dev/full``, ``> out``), with files
+    limited to ``limit`` bytes (EFBIG, SIGXFSZ ignored as `trap '' XFSZ` does)."""
+    grow = full_disk(limit) if limit is not None else None
+
+    def apply():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.close(fd)
+        if grow is not None:
+            grow()
+    return apply
+
+
+WRITERS = [["measure", "{m}"], ["export", "{m}"], ["export", "{m}", "-o", "-"],
+           ["render", "qemu", "{m}"], ["explain", "{m}"], ["explain", "0x5"],
+           ["diff", "{m}", "{m2}"], ["lock", "{m}"], ["fmt", "-"], ["--help"]]
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", WRITERS, ids=lambda argv: "-".join(argv[:2]))
+def test_a_full_standard_output_is_a_clean_error(manifest, argv, unbuffered):
+    other = manifest.with_name("other.sevm")
+    other.write_text(vm_text(vcpus="2"))
+    run = run_sevm([a.format(m=manifest, m2=other) for a in argv], preexec=_stdout_to("/dev/full"),
+                   stdin=manifest.read_bytes(), env={"PYTHONUNBUFFERED": unbuffered})
+    assert run.rc == 2, run.err
+    assert "sevm: error: cannot write standard output: No space left on device" in run.err
+    assert "Traceback" not in run.err and "internal error" not in run.err
+    assert "Exception ignored" not in run.err  # the interpreter's final flush
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", [["export", "{m}"], ["render", "qemu", "{m}"]],
+                         ids=lambda argv: argv[0])
+def test_output_past_a_file_size_limit_is_an_error_not_a_truncated_file(manifest, tmp_path,
+                                                                        argv, unbuffered):
+    out = tmp_path / "out"
+    run = run_sevm([a.format(m=manifest) for a in argv], env={"PYTHONUNBUFFERED": unbuffered},
+                   preexec=_stdout_to(str(out), limit=512))
+    assert run.rc == 2, run.err
+    assert "sevm: error: cannot write standard output: File too large" in run.err
+    assert out.stat().st_size <= 512
+
+
+def test_a_full_standard_error_does_not_change_the_exit_status(manifest):
+    def stderr_full():
+        fd = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(fd, 2)
+        os.close(fd)
+    assert run_sevm(["check", str(manifest)]).rc == 0  # warnings only
+    assert run_sevm(["check", str(manifest)], preexec=stderr_full).rc == 0
+    assert run_sevm(["check", str(manifest.with_name("missing.sevm"))],
+                    preexec=stderr_full).rc == 2
+    run = run_sevm(["export", str(manifest)], preexec=stderr_full)
+    assert run.rc == 0 and json.loads(run.out)["format"] == "sevmanifest-reference-values"
+
+
+def test_a_reader_that_left_is_still_quiet(manifest):
+    def stdout_pipe_closed():
+        read, write = os.pipe()
+        os.close(read)
+        os.dup2(write, 1)
+        os.close(write)
+    run = run_sevm(["measure", str(manifest)], preexec=stdout_pipe_closed)
+    assert run.rc == 2 and run.err.count("warning[") == 3  # the three warnings, nothing else
+    assert "sevm: " not in run.err and "Exception ignored" not in run.err

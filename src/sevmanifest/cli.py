@@ -8,7 +8,9 @@ dependencies (Jinja2, cryptography) inside their functions, so ``sevm check`` st
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import io
 import os
 import sys
 
@@ -101,6 +103,117 @@ class _ClosedInput(_ClosedStream):
                                     fatal_input=True))
 
 
+class StandardOutputError(OutputError):
+    """Writing standard output failed (``> /dev/full``, a file-size limit, an I/O error)."""
+
+
+class _GuardedOutput:
+    """Standard output whose failed writes (not a reader that left: EPIPE) are a
+    StandardOutputError, told apart from every other OSError of a command: ``sevm export >
+    out.json`` on a full disk is a clean error, not an internal one nor, when it first shows
+    in the interpreter's final flush, exit 0 with a truncated file.  ``buffer`` (raw bytes
+    for ``sevm render``) is guarded the same way; everything else is the stream's own.
+
+    Unbuffered (PYTHONUNBUFFERED, ``-u``), the stream's buffer is the file itself, whose
+    write may take only part of the data (a file-size limit): the text layer would drop the
+    rest without a word, so the bytes are written here until all are taken or it fails."""
+
+    def __init__(self, stream, owner: _GuardedOutput | None = None):
+        self._stream = stream
+        self._raw = isinstance(stream, io.RawIOBase) or \
+            isinstance(getattr(stream, "buffer", None), io.RawIOBase)
+        self._owner = owner or self
+        self.failure: StandardOutputError | None = None  # also when a caller swallowed it
+
+    def write(self, data):
+        try:
+            if not self._raw:
+                return self._stream.write(data)
+            if isinstance(data, str):
+                self._stream.flush()
+                _write_all(self._stream.buffer, data.encode(self._stream.encoding,
+                                                            self._stream.errors))
+            else:
+                _write_all(self._stream, data)
+            return len(data)
+        except (BrokenPipeError, OutputError):
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        """Also raises a failure someone caught and ignored (argparse's --help does)."""
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, OutputError):
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+        if self._owner.failure is not None:
+            raise self._owner.failure
+
+    def _failed(self, exc: OSError) -> StandardOutputError:
+        self._owner.failure = StandardOutputError(_cannot_write(exc))
+        return self._owner.failure
+
+    @property
+    def buffer(self):
+        return _GuardedOutput(self._stream.buffer, self._owner)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _write_all(raw, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = raw.write(view)
+        if not written:  # None: it would block; 0: nothing taken
+            raise OSError(errno.EIO, "the output took no more data")
+        view = view[written:]
+
+
+def _cannot_write(exc: OSError) -> str:
+    return f"cannot write standard output: {exc.strerror or exc}"
+
+
+class _QuietOutput:
+    """Standard error whose failed writes (``2>/dev/full``) drop the diagnostics: they are
+    the only channel to report on, and losing them must not change the exit status."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data):
+        try:
+            return self._stream.write(data)
+        except OSError:
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _discard_standard_output() -> None:
+    """After a failed write the stream still holds what it could not write, and the
+    interpreter's final flush would fail again (a message, exit 120): send it to /dev/null."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (tests, embedding)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def _standard_streams() -> None:
     """A closed stderr (``2>&-``) is None too, and print(file=None) writes to stdout: the
     diagnostics would land in the command's output (JSON, a QEMU command line).  They are
@@ -130,6 +243,32 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     _standard_streams()
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _GuardedOutput(sys.stdout), _QuietOutput(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        status = _run(argv)
+        # written now, inside the error handling: a full disk or a file-size limit must
+        # not first show in the interpreter's final flush, after the exit status is decided
+        sys.stdout.flush()
+        return status
+    except StandardOutputError as exc:
+        print(f"sevm: error: {exc}", file=sys.stderr)
+        _discard_standard_output()
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # the reader went away (e.g. `sevm measure | head`); nothing useful to say
+        _discard_standard_output()
+        return EXIT_USAGE
+
+
+def _run(argv: list[str]) -> int:
     common = sys.modules.get("sevmanifest.commands.common")
     if common is not None:  # a second run in one process (tests, embedding) looks again
         common.forget_lint_configs()
@@ -149,15 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         from .commands.common import print_diagnostics
         print_diagnostics(exc.diagnostics)
         return exc.exit_code
+    except StandardOutputError:
+        raise
     except OutputError as exc:
         print(f"sevm: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # the reader went away (e.g. `sevm measure | head`); nothing useful to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_USAGE
+        raise
     except Exception as exc:  # a bug in sevm itself: say so without a traceback
         if os.environ.get("SEVM_DEBUG"):
             raise
