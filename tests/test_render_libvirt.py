@@ -168,3 +168,32 @@ def test_comment_escapes_characters_xml_cannot_carry(tmp_path: Path, char):
     assert not XML_INVALID.search(text)
     assert f"f\\u{ord(char):04x}.sevm" in text[:text.index("-->")]
     ET.fromstring(text)
+
+
+@pytest.mark.parametrize("setting, line, what, shown", [
+    ('    launch {\n        extra "-name", "\\xfe"\n    }\n', 5, "extra argument '\\xfe'", "byte 0xfe"),
+    ('    launch {\n        extra "-name", "a\\x01b"\n    }\n', 5, "extra argument 'a\\x01b'",
+     "character U+0001"),
+    ('    kernel "vmlinuz\\xff"\n    kernel-hashes on\n', 4, "kernel path", "byte 0xff"),
+])
+def test_values_xml_cannot_carry_are_located_in_the_manifest(tmp_path: Path, setting, line,
+                                                            what, shown):
+    """Not at a line of sevm's own template, and a byte that is not UTF-8 is called a byte."""
+    from render_support import AMDSEV_TAIL
+    (tmp_path / "fw.fd").write_bytes(AMDSEV_TAIL.read_bytes())
+    (tmp_path / "vmlinuz\xff".encode("latin-1").decode("utf-8", "surrogateescape")).write_bytes(b"k")
+    vm = compile_vm(f'vm "x" {{\n    type sev\n    firmware "fw.fd"\n{setting}}}\n', tmp_path)
+    with pytest.raises(DiagnosticError) as exc:
+        _domain(vm, None)
+    diagnostic = exc.value.diagnostics[0]
+    assert f"the {what}" in diagnostic.message and f"contains {shown}, which cannot appear in XML" \
+        in diagnostic.message
+    assert (diagnostic.span.file, diagnostic.span.line) == (str(tmp_path / "gen.sevm"), line)
+
+
+def test_the_xml_filter_calls_a_byte_a_byte():
+    from sevmanifest.render.env import RenderValueError, xml_text
+    with pytest.raises(RenderValueError, match="byte 0xff cannot appear in XML"):
+        xml_text("a\udcffb")
+    with pytest.raises(RenderValueError, match="character U\\+FFFF cannot appear in XML"):
+        xml_text("a\uffffb")

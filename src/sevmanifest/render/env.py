@@ -21,7 +21,7 @@ import jinja2.sandbox
 from markupsafe import Markup, escape
 
 from ..resources import templates_dir
-from .libvirt import XML_INVALID
+from .libvirt import XML_INVALID, describe_character
 
 XML_SUFFIXES = (".xml", ".html", ".htm", ".xhtml")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
@@ -50,7 +50,7 @@ def xml_text(value) -> Markup:
     text = str(value)
     bad = XML_INVALID.search(text)
     if bad:
-        raise RenderValueError(f"character U+{ord(bad.group()):04X} cannot appear in XML "
+        raise RenderValueError(f"{describe_character(bad.group())} cannot appear in XML "
                                f"(in {text!r})")
     escaped = str(escape(text))
     return Markup(escaped.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
