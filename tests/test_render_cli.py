@@ -35,6 +35,15 @@ def test_script_for_a_single_variant_vm():
     assert result.stdout.startswith(b"#!/bin/sh\n") and b"-S \\\n" in result.stdout
 
 
+def test_a_manifest_of_templates_only_has_no_vm_to_render(tmp_path: Path):
+    path = tmp_path / "n.sevm"
+    path.write_text('template "t" {\n    type sev\n}\n')
+    for target in ("qemu", "libvirt"):
+        result = sevm("render", target, str(path))
+        assert result.returncode == 2 and result.stdout == b""
+        assert f"{path} declares no vm: nothing to render".encode() in result.stderr, result.stderr
+
+
 def test_matrix_without_variant_is_a_usage_error_listing_them():
     result = sevm("render", "qemu", ES)
     assert result.returncode == 2 and result.stdout == b""

@@ -54,6 +54,8 @@ def _parse_positionals(args) -> tuple[str | None, str]:
 def _choose_vm(manifest, name: str | None):
     from .common import select_vms
     vms = select_vms(manifest, name)
+    if not vms:
+        raise _usage(f"{manifest.file} declares no vm: nothing to render")
     if len(vms) != 1:
         names = ", ".join(vm.name for vm in vms)
         raise _usage(f"{manifest.file} declares several vms ({names}): choose one with --vm NAME")
