@@ -51,3 +51,15 @@ def test_an_empty_output_path_is_a_usage_error(repo, tmp_path):
         assert run.returncode == 2, (argv, run.stderr)
         assert "an empty path" in run.stderr and run.stdout == "", argv
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_manifest_path_longer_than_path_max_is_a_read_error(tmp_path):
+    """Only the located read error, exit 2 (the lint configuration lookup failed after it
+    with "internal error: OSError: File name too long")."""
+    path = "d/" * 2100 + "x.sevm"
+    for argv in (["check", path], ["measure", path], ["explain", path], ["export", path],
+                 ["lock", path], ["render", "qemu", path], ["diff", path, path]):
+        run = sevm(*argv, cwd=tmp_path)
+        assert run.returncode == 2, (argv, run.stderr[-300:])
+        assert run.stderr.endswith(f"error: cannot read {path}: File name too long\n"), argv
+        assert run.stderr.count("error") == 1 and "internal error" not in run.stderr, argv

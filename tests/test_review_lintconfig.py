@@ -128,3 +128,11 @@ def test_check_unknown_rule_is_bad_input(tmp_path):
     proc = _check(tmp_path, 'disable = ["SEVM999"]\n')
     assert proc.returncode == 2 and ".sevm.toml:1:" in proc.stderr and "SEVM999" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_path_longer_than_path_max_has_no_configuration(tmp_path):
+    """A manifest 2 100 directories deep (beyond PATH_MAX) names nothing that can be opened:
+    no configuration, as for a missing directory (was OSError ENAMETOOLONG, exit 3)."""
+    _tree(tmp_path)
+    deep = tmp_path / "repo" / ("d/" * 2100) / "x.sevm"
+    assert load_lint_config(deep) == LintConfig()

@@ -15,6 +15,7 @@ are errors naming the configuration file and line (exit status 2).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import stat
@@ -53,7 +54,34 @@ class LintConfig(namedtuple("LintConfig", "source disabled errors",
 def load_lint_config(start: Path) -> LintConfig:
     """The configuration that applies to manifests in ``start`` (a directory or a file)."""
     start = Path(start).resolve()
-    return _load_from(start.parent if start.is_file() else start)
+    return _load_from(start.parent if _is_file(start) else start)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        if _absent(exc) or exc.errno == errno.ELOOP:  # as Path.is_file
+            return False
+        raise
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if _absent(exc) or exc.errno == errno.ELOOP:  # as Path.exists
+            return False
+        raise
+    return True
+
+
+def _absent(exc: OSError) -> bool:
+    """No such file, as far as sevm can tell: also a path longer than PATH_MAX (a manifest
+    2 000 directories deep), which names nothing sevm could open; the manifest's own read
+    error already says why."""
+    return isinstance(exc, (FileNotFoundError, NotADirectoryError)) or \
+        exc.errno == errno.ENAMETOOLONG
 
 
 def _load_from(directory: Path) -> LintConfig:
@@ -62,7 +90,7 @@ def _load_from(directory: Path) -> LintConfig:
             settings = _read(candidate, table)
             if settings is not None:
                 return _validate(candidate, settings)
-        if (folder / ".git").exists():
+        if _exists(folder / ".git"):
             break
     return LintConfig()
 
@@ -93,9 +121,9 @@ def _read_text(path: Path) -> str | None:
     from ..measure.fileio import kind_of, read_regular
     try:
         mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return None
     except OSError as exc:
+        if _absent(exc):
+            return None
         raise _config_error(path, f"cannot read lint configuration: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
         raise _config_error(path, f"cannot read lint configuration: it is {kind_of(mode)}")
