@@ -150,6 +150,24 @@ def test_explain_bad_input(tmp_path, monkeypatch, capsys, args):
     assert main(args) == 2
 
 
+def test_explain_exit_status_follows_the_diagnostics(tmp_path, monkeypatch, capsys):
+    """A manifest that parses but fails validation is exit 1, as in check and measure (explain
+    said 2 for every error); unreadable input stays 2, and so does the matrix-size guard."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fw.fd").write_bytes(b"")
+    (tmp_path / "zero.sevm").write_text('vm "a" {\n    firmware "fw.fd"\n    vcpus 0\n}\n')
+    assert main(["check", "zero.sevm"]) == 1
+    assert main(["explain", "zero.sevm"]) == 1
+    assert "vcpus" in capsys.readouterr().err
+    counts = ", ".join(str(n) for n in range(1, 102))
+    sigs = ", ".join(f"signature 0x{0xA00F00 + i:x}" for i in range(100))
+    (tmp_path / "big.sevm").write_text(f'vm "a" {{\n  type sev-es\n  firmware "fw.fd"\n'
+                                       f'  vcpus {counts}\n  cpu {sigs}\n}}\n')
+    assert main(["explain", "big.sevm"]) == 2
+    assert "10,100 variants" in capsys.readouterr().err
+    assert main(["explain", "missing.sevm"]) == 2
+
+
 def test_explain_manifest_hardware_order(tmp_path, monkeypatch, capsys):
     write_project(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -89,7 +89,7 @@ def _checked(path: str, manifest: Manifest | None, diagnostics: list[Diagnostic]
     diagnostics = _apply_lint_config(path, diagnostics)
     if ok:
         # every command that measures, renders or locks enumerates the matrix: bound it here
-        diagnostics += _matrix_diagnostics(manifest)
+        diagnostics += matrix_diagnostics(manifest)
     if firmware_checks and ok:
         diagnostics += _firmware_diagnostics(manifest)
     return diagnostics
@@ -181,7 +181,7 @@ def _apply_lint_config(path: str, diagnostics: list[Diagnostic]) -> list[Diagnos
     return list(config.apply(list(diagnostics)))
 
 
-def _matrix_diagnostics(manifest: Manifest) -> list[Diagnostic]:
+def matrix_diagnostics(manifest: Manifest) -> list[Diagnostic]:
     """An error for each vm whose matrix exceeds lock.guard.MAX_VARIANTS variants, or one
     for the manifest when all its vms together exceed MAX_MANIFEST_VARIANTS."""
     from ..lock.guard import check_matrix_size

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import sys
 
-from ..diagnostics import EXIT_OK, EXIT_USAGE, DiagnosticError
+from ..diagnostics import EXIT_OK, EXIT_USAGE, DiagnosticError, exit_code
 
 
 def register(sub) -> None:
@@ -38,16 +38,29 @@ def run(args) -> int:
         _emit(args.format, {"policy": f"0x{value:08x}", "bits": _plain(lines)},
               lambda: _policy_text(f"0x{value:08x}", lines))
         return EXIT_OK
-    from .common import load_manifest, print_diagnostics, select_vms
+    from .common import compile_manifest, print_diagnostics, select_vms
+    manifest, diagnostics = compile_manifest(args.target)
+    if manifest is None or any(d.is_error for d in diagnostics):
+        print_diagnostics(diagnostics)
+        return _failure_status(manifest, diagnostics)
     try:
-        vms = select_vms(load_manifest(args.target, quiet_warnings=True), args.vm)
+        vms = select_vms(manifest, args.vm)
     except DiagnosticError as exc:
         print_diagnostics(exc.diagnostics)
-        return EXIT_USAGE
+        return exc.exit_code
     explained = [(vm, explain_vm(vm)) for vm in vms]
     _emit(args.format, {"vms": [_vm_json(vm, e) for vm, e in explained]},
           lambda: "\n".join(_vm_text(vm, e) for vm, e in explained))
     return EXIT_OK
+
+
+def _failure_status(manifest, diagnostics) -> int:
+    """As every command: 2 for input that cannot be used, 1 for a manifest that fails
+    validation or lint; and, as documented, 2 for a vm over the matrix-size guard."""
+    from .common import matrix_diagnostics
+    if manifest is not None and any(d in diagnostics for d in matrix_diagnostics(manifest)):
+        return EXIT_USAGE
+    return exit_code(diagnostics)
 
 
 def _emit(fmt: str, data: dict, text) -> None:
