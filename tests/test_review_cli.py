@@ -150,6 +150,27 @@ def test_explain_bad_input(tmp_path, monkeypatch, capsys, args):
     assert main(args) == 2
 
 
+@pytest.mark.parametrize("text,shown", [
+    ("1" * 5000, "11111111111111111111… (5,000 digits)"),
+    ("0x" + "f" * 5000, "0xffffffffffffffffff… (5,000 digits)"),
+    ("0x" + "0" * 5000 + "1" * 21, "(21 digits)"),
+], ids=["decimal", "hex", "leading-zeros"])
+def test_explain_a_policy_of_thousands_of_digits_is_a_usage_error(capsys, text, shown):
+    """Over 4 300 decimal digits int() raised ValueError (internal error); a long hex number
+    was echoed in full.  Now a usage error that shows the start of the number."""
+    assert main(["explain", text]) == 2
+    err = capsys.readouterr().err
+    assert "a guest policy is a 32-bit value; " in err and shown in err
+    assert "internal error" not in err and len(err) < 200
+
+
+def test_explain_a_policy_with_no_digits_is_a_usage_error(capsys):
+    assert main(["explain", "0x_"]) == 2  # int("", 16): was an internal error
+    assert "no digits after '0x'" in capsys.readouterr().err
+    assert main(["explain", "0x" + "0" * 5000 + "5"]) == 0  # leading zeros are no digits
+    assert capsys.readouterr().out.startswith("policy 0x00000005\n")
+
+
 def test_explain_exit_status_follows_the_diagnostics(tmp_path, monkeypatch, capsys):
     """A manifest that parses but fails validation is exit 1, as in check and measure (explain
     said 2 for every error); unreadable input stays 2, and so does the matrix-size guard."""

@@ -25,7 +25,11 @@ def run(args) -> int:
     from ..review.explain import explain_policy, explain_vm, parse_policy
     from .common import bytes_safe_output
     bytes_safe_output()
-    value = parse_policy(args.target)
+    try:
+        value = parse_policy(args.target)
+    except ValueError as exc:
+        print(f"sevm explain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if value is not None:
         if args.vm:
             print("sevm explain: error: --vm needs a manifest, not a policy value", file=sys.stderr)

@@ -64,17 +64,32 @@ NO_BITS = (
 )
 
 
+# more significant digits than this are not even converted: far outside 32 bits
+MAX_POLICY_DIGITS = 20
 _DECIMAL = re.compile(r"[0-9][0-9_]*")
 _HEX = re.compile(r"0[xX][0-9a-fA-F_]+")
 
 
 def parse_policy(text: str) -> int | None:
-    """A bare decimal or ``0x`` hex integer (``_`` allowed) as a policy, else None."""
+    """A bare decimal or ``0x`` hex integer (``_`` allowed) as a policy, else None.
+
+    Raises ValueError for a number with no digits (``0x_``) or with more than 20
+    significant digits, far outside 32 bits: such a number is not converted (Python's
+    ``int`` refuses more than 4 300 decimal digits) nor shown in full."""
     if _HEX.fullmatch(text):
-        return int(text[2:].replace("_", ""), 16)
-    if _DECIMAL.fullmatch(text):
-        return int(text.replace("_", ""), 10)
-    return None
+        digits, base = text[2:].replace("_", ""), 16
+    elif _DECIMAL.fullmatch(text):
+        digits, base = text.replace("_", ""), 10
+    else:
+        return None
+    if not digits:
+        raise ValueError(f"{text!r} is not a policy value: no digits after {text[:2]!r}")
+    significant = digits.lstrip("0")
+    if len(significant) > MAX_POLICY_DIGITS:
+        shown = text if len(text) <= 24 else f"{text[:20]}…"
+        raise ValueError(f"a guest policy is a 32-bit value; {shown} ({len(significant):,} "
+                         "digits) is out of range")
+    return int(digits, base)
 
 
 def explain_policy(value: int) -> list[PolicyLine]:
