@@ -123,6 +123,14 @@ def test_subprocess_no_traceback(tmp_path):
     assert "nonexistent.sevm" in proc.stderr
 
 
+def test_diff_reads_standard_input_once(tmp_path, monkeypatch, capsys):
+    """`sevm diff - -` compared standard input with what was left of it."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["diff", "-", "-"]) == 2
+    out, err = capsys.readouterr()
+    assert "only one input can be '-' (standard input)" in err and out == ""
+
+
 # ---- explain ------------------------------------------------------------------------------
 
 def test_explain_policy_text(capsys):

@@ -158,6 +158,11 @@ def test_usage_errors(manifests, tmp_path, capsys, monkeypatch):
         ([m, *base, "--api-major", "256"], "not in 0..255"),
         ([m, *base[:-2], "--policy", "banana"], "not an integer"),
         ([m, "--tik", "-", "--query-sev", "-", *qmp[4:]], "only one input can be '-'"),
+        # the manifest and a reply file both from standard input: the reply was read from
+        # what the manifest had left of it (nothing)
+        (["-", *qmp[:4], "--launch-measure", "-", *qmp[6:]],
+         "only one input can be '-' (standard input): FILE, --launch-measure"),
+        (["-", "--tik", "-", *base[2:]], "only one input can be '-' (standard input): FILE, --tik"),
         ([m, "--tik", str(tmp_path / "missing.bin"), *base[2:]], "cannot read TIK file"),
         ([m, "--tik", str(tmp_path), *base[2:]], "cannot read TIK file"),
         ([str(tmp_path / "nope.sevm"), *base], "nope.sevm"),

@@ -39,6 +39,9 @@ def run(args) -> int:
     from .common import bytes_safe_output
     bytes_safe_output()
     revision = None
+    if args.files.count("-") > 1:
+        print("sevm diff: error: only one input can be '-' (standard input)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.git is not None:
             pairs, revision = pairs_at_revision(args.git, args.files, Path.cwd())

@@ -96,7 +96,8 @@ def _check_usage(args) -> None:
         raise _usage("give the host's SEV firmware version with --api-major, --api-minor and "
                      "--build (as query-sev or virsh domlaunchsecinfo report them), or "
                      "--query-sev FILE")
-    stdin_users = [o for o, v in (("--tik", args.tik), ("--query-sev", args.query_sev),
+    stdin_users = [o for o, v in (("FILE", args.file), ("--tik", args.tik),
+                                  ("--query-sev", args.query_sev),
                                   ("--launch-measure", args.launch_measure)) if v == "-"]
     if len(stdin_users) > 1:
         raise _usage(f"only one input can be '-' (standard input): {', '.join(stdin_users)}")
