@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +196,46 @@ def test_subprocess_exit_codes(c2_manifest, tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode in (1, 2) and "/nonexistent/OVMF.fd" in bad.stderr
     assert "Traceback" not in bad.stderr and "internal error" not in bad.stderr
+
+
+def _measure_m3(c2_manifest, tik_arg, **kwargs):
+    return subprocess.run([sys.executable, "-m", "sevmanifest", "measure", c2_manifest,
+                           "--format", "json", "--tik", tik_arg, "--mnonce", NONCE,
+                           "--api-major", "1", "--api-minor", "40", "--build", "40"],
+                          capture_output=True, **kwargs)
+
+
+def test_tik_from_standard_input_and_a_pipe_as_verify_takes_it(c2_manifest):
+    """`--tik -` was "cannot read TIK file -: no such file", `--tik <(cat tik.bin)` "not a
+    regular file (a FIFO)", while sevm verify takes both.  The TIK is never shown."""
+    tik = FIXTURES["STIK"].read_bytes()
+    stdin = _measure_m3(c2_manifest, "-", input=tik)
+    read, write = os.pipe()
+    os.write(write, tik)
+    os.close(write)
+    try:
+        pipe = _measure_m3(c2_manifest, f"/dev/fd/{read}", pass_fds=(read,))
+    finally:
+        os.close(read)
+    for run in (stdin, pipe):
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["vms"][0]["variants"][0]["measurement_blob"] == M3_BLOB
+        for form in (tik, tik.hex().encode(), base64.b64encode(tik)):
+            assert form not in run.stdout + run.stderr
+
+
+def test_tik_errors_match_verify(c2_manifest, tmp_path):
+    short = _measure_m3(c2_manifest, "-", input=b"short")
+    assert short.returncode == 2
+    assert b"TIK file <stdin> has 5 bytes" in short.stderr and b"no such file" not in short.stderr
+    hex_text = tmp_path / "tik.hex"
+    hex_text.write_text(FIXTURES["STIK"].read_bytes().hex() + "\n")
+    run = _measure_m3(c2_manifest, str(hex_text))
+    assert run.returncode == 2 and b"holds hex text" in run.stderr
+    assert FIXTURES["STIK"].read_bytes().hex().encode() not in run.stderr + run.stdout
+    both = subprocess.run([sys.executable, "-m", "sevmanifest", "measure", "-", "--tik", "-",
+                           "--mnonce", NONCE, "--api-major", "1", "--api-minor", "40",
+                           "--build", "40"], capture_output=True, text=True,
+                          input=Path(c2_manifest).read_text())
+    assert both.returncode == 2
+    assert "only one input can be '-' (standard input): FILE, --tik" in both.stderr

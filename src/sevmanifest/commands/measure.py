@@ -86,8 +86,11 @@ def _measurement_inputs(args):
         raise DiagnosticError(error(
             "the launch measurement needs --tik, --mnonce, --api-major, --api-minor and "
             f"--build together; missing {', '.join(missing)}", fatal_input=True))
+    if args.file == "-" and args.tik == "-":
+        raise DiagnosticError(error("only one input can be '-' (standard input): FILE, --tik",
+                                    fatal_input=True))
     mnonce = decode_bytes_arg(args.mnonce, 16, "--mnonce")
-    tik = read_tik(args.tik)
+    tik = read_tik(args.tik)  # a file, a pipe or '-', as sevm verify takes it
     return MeasurementInputs(args.api_major, args.api_minor, args.build, mnonce), tik
 
 

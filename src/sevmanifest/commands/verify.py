@@ -11,14 +11,20 @@ the policy differs; 2: usage error or unreadable input.  The TIK is never printe
 from __future__ import annotations
 
 from .common import integer
-import base64
 import json
 import sys
 
 from ..diagnostics import EXIT_FAILED, EXIT_OK, DiagnosticError, error
 
-# A TIK file is 16 bytes; reading a little more is enough to say what else it is.
-TIK_READ_LIMIT = 4096
+
+
+def __getattr__(name: str):
+    """``TIK_READ_LIMIT``, now measure.launch's (shared with sevm measure), looked up only
+    when asked for: that module is not loaded to build the parser."""
+    if name == "TIK_READ_LIMIT":
+        from ..measure.launch import TIK_READ_LIMIT
+        return TIK_READ_LIMIT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(sub) -> None:
@@ -58,6 +64,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..measure.digest import compute_many
+    from ..measure.launch import read_tik
     from ..measure.verify import Tik, verify
     from ..measure.verify_report import to_json, to_text
     from .common import load_manifest, select_vms
@@ -65,7 +72,7 @@ def run(args) -> int:
     bytes_safe_output()
 
     _check_usage(args)
-    tik = Tik(_read_tik(args.tik))
+    tik = Tik(read_tik(args.tik))
     reported = _reported(args)
     vms = select_vms(load_manifest(args.file), args.vm)
     result = verify(compute_many(vms), reported, tik)
@@ -152,32 +159,6 @@ _MEASUREMENT_ONLY = ("--measurement holds 32 bytes: that is the measurement with
 def _is_hex_of(text: str, length: int) -> bool:
     digits = text.strip().removeprefix("0x")
     return len(digits) == 2 * length and all(c in "0123456789abcdefABCDEF" for c in digits)
-
-
-def _read_tik(path: str) -> bytes:
-    from ..measure.launch import refuse_key_as_path
-    refuse_key_as_path(path)
-    data = _read(path, "TIK file", TIK_READ_LIMIT)
-    if len(data) != 16:
-        # Say what the file looks like, never what it holds: it is (or may be) the secret.
-        raise _usage(f"TIK file {_name(path)} has {len(data)} bytes; a TIK file holds exactly "
-                     f"16 raw bytes, as sevctl session writes NAME_tik.bin{_tik_hint(data)}")
-    return data
-
-
-def _tik_hint(data: bytes) -> str:
-    text = data.strip()
-    if _is_hex_of(text.decode("latin-1"), 16):
-        return " (this one holds hex text: convert it, e.g. with xxd -r -p)"
-    try:
-        if len(base64.b64decode(text, validate=True)) == 16:
-            return " (this one holds base64 text: convert it, e.g. with base64 -d)"
-    except ValueError:
-        pass
-    if len(data) == 32:
-        return (" (32 bytes is a TEK||TIK pair as libvirt --tk and sev-tool use: the TIK is its "
-                "last 16 bytes)")
-    return ""
 
 
 def _read(path: str, what: str, limit: int) -> bytes:

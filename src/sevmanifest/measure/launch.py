@@ -12,10 +12,8 @@ import ctypes
 import hmac
 import os
 import re
-from pathlib import Path
 
 from ..diagnostics import DiagnosticError, error
-from .fileio import open_regular
 
 TIK_SIZE = 16
 MNONCE_SIZE = 16
@@ -106,27 +104,43 @@ def refuse_key_as_path(path: str | os.PathLike) -> None:
                      "value given is no file and looks like a key itself, so it is not shown")
 
 
+# A TIK file is 16 bytes; reading a little more is enough to say what else it is.
+TIK_READ_LIMIT = 4096
+
+
 def read_tik(path: str | os.PathLike) -> bytes:
-    """The 16-byte binary TIK file ``sevctl session`` writes.  Errors never show content."""
+    """The 16-byte binary TIK file ``sevctl session`` writes: a regular file, a pipe
+    (``<(...)``) or ``-`` (standard input), for ``sevm measure`` and ``sevm verify`` alike.
+    Errors say what the file looks like, never what it holds: it is (or may be) the secret."""
+    from .fileio import read_small_input
     refuse_key_as_path(path)
-    path = Path(path)
-    fd, st = open_regular(path, "TIK file")
+    text = os.fspath(path)
+    name = "<stdin>" if text == "-" else text
+    data = read_small_input(text, "TIK file", TIK_READ_LIMIT)
+    if len(data) > TIK_READ_LIMIT:
+        raise _usage(f"TIK file {name} is larger than {TIK_READ_LIMIT} bytes; that is not a "
+                     "TIK file")
+    if len(data) != TIK_SIZE:
+        raise _usage(f"TIK file {name} has {len(data)} bytes; a TIK file holds exactly "
+                     f"{TIK_SIZE} raw bytes, as sevctl session writes NAME_tik.bin"
+                     f"{_tik_hint(data)}")
+    return data
+
+
+def _tik_hint(data: bytes) -> str:
+    text = data.strip()
+    match = _HEX.fullmatch(text.decode("latin-1"))
+    if match is not None and len(match.group(2)) == 2 * TIK_SIZE:
+        return " (this one holds hex text: convert it, e.g. with xxd -r -p)"
     try:
-        data = os.read(fd, TIK_SIZE + 1)
-    except OSError as exc:
-        raise _usage(f"cannot read TIK file {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) == TIK_SIZE and st.st_size == TIK_SIZE:
-        return data
-    hint = ""
-    if st.st_size == 2 * TIK_SIZE:
-        hint = (" (32 bytes looks like a libvirt/sev-tool TEK‖TIK pair: the TIK is its "
+        if len(base64.b64decode(text, validate=True)) == TIK_SIZE:
+            return " (this one holds base64 text: convert it, e.g. with base64 -d)"
+    except ValueError:  # binascii.Error is one
+        pass
+    if len(data) == 2 * TIK_SIZE:
+        return (" (32 bytes is a TEK||TIK pair as libvirt --tk and sev-tool use: the TIK is its "
                 "last 16 bytes)")
-    elif st.st_size in (24, 25, 32, 33):
-        hint = " (it looks like a text encoding; the TIK file must hold the raw bytes)"
-    raise _usage(f"TIK file {path} has {st.st_size} bytes; a TIK file holds exactly "
-                 f"{TIK_SIZE} raw bytes{hint}")
+    return ""
 
 
 _HEX = re.compile(r"(0x)?([0-9a-fA-F]*)")
