@@ -63,3 +63,14 @@ def test_a_manifest_path_longer_than_path_max_is_a_read_error(tmp_path):
         assert run.returncode == 2, (argv, run.stderr[-300:])
         assert run.stderr.endswith(f"error: cannot read {path}: File name too long\n"), argv
         assert run.stderr.count("error") == 1 and "internal error" not in run.stderr, argv
+
+
+def test_jobs_is_validated_alike_in_check_and_lock(repo):
+    """`sevm check --locked --jobs 0` (or -3) was accepted silently; lock refused it."""
+    manifest = str(repo / "manifests/sev-es-direct.sevm")
+    for value in ("0", "-3", "two"):
+        for argv in (["check", "--locked", "--jobs", value, manifest],
+                     ["lock", "--jobs", value, manifest]):
+            run = sevm(*argv)
+            assert run.returncode == 2, (argv, run.stderr)
+            assert ("must be at least 1" if value != "two" else "not an integer") in run.stderr

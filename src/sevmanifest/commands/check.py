@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..diagnostics import EXIT_OK, exit_code
-from .common import compile_and_report
+from .common import compile_and_report, integer
 
 
 def register(sub) -> None:
@@ -12,7 +12,7 @@ def register(sub) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--locked", action="store_true",
                         help="also fail when FILE.lock is missing or no longer matches")
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--jobs", type=integer(1), default=None, metavar="N",
                         help="with --locked: measure with N workers (default: all cores)")
     parser.add_argument("--no-cache", action="store_true",
                         help="with --locked: do not use the artefact digest cache")
