@@ -136,3 +136,33 @@ def test_a_path_longer_than_path_max_has_no_configuration(tmp_path):
     _tree(tmp_path)
     deep = tmp_path / "repo" / ("d/" * 2100) / "x.sevm"
     assert load_lint_config(deep) == LintConfig()
+
+
+@pytest.mark.parametrize("name,text,words,line", [
+    # pylint's own `disable` comes first in the file: the error is in [tool.sevm], line 5
+    ("pyproject.toml", '[tool.pylint.messages_control]\ndisable = ["C0114"]\n\n[tool.sevm]\n'
+     'disable = "SEVM104"\n', ["'disable' must be a list"], 5),
+    ("pyproject.toml", '[tool.other]\nrules = ["SEVM999"]\n[tool.sevm]\nerror = ["SEVM999"]\n',
+     ["unknown lint rule 'SEVM999'"], 4),
+    ("pyproject.toml", '[tool.black]\nerror = 1\n[tool.sevm]\ndisable = ["SEVM101"]\n'
+     'error = ["debug-allowed"]\n', ["both disabled and raised"], 5),
+    # a key is found where it is assigned, not where a value mentions the word
+    ("pyproject.toml", '[tool.sevm]\ndisable = ["SEVM101"]\n"error" = ["SEVM101"]\n',
+     ["both disabled and raised"], 3),
+    ("pyproject.toml", '[tool.sevm]\ndisable = []\n\n[tool.sevm.extra]\nx = 1\n',
+     ["unknown setting 'extra'"], 4),
+    (".sevm.toml", 'disable = ["SEVM104"]\n\n[error]\nx = 1\n', ["'error' must be a list"], 3),
+    (".sevm.toml", 'disable = []\n\n[table]\ndisable = 1\n', ["unknown setting 'table'"], 3),
+])
+def test_configuration_errors_point_at_the_line_in_the_table(tmp_path, name, text, words, line):
+    """The first line anywhere in the file that held the word was reported (pylint's
+    `disable` at line 2 for sevm's at line 5)."""
+    deep = _tree(tmp_path)
+    config_file = tmp_path / "repo" / name
+    config_file.write_text(text)
+    with pytest.raises(DiagnosticError) as caught:
+        load_lint_config(deep)
+    [d] = caught.value.diagnostics
+    assert d.span.file == str(config_file) and d.span.line == line, d.message
+    for word in words:
+        assert word in d.message

@@ -89,7 +89,7 @@ def _load_from(directory: Path) -> LintConfig:
         for candidate, table in ((folder / CONFIG_FILE, None), (folder / "pyproject.toml", "sevm")):
             settings = _read(candidate, table)
             if settings is not None:
-                return _validate(candidate, settings)
+                return _validate(candidate, settings, "tool.sevm" if table else None)
         if _exists(folder / ".git"):
             break
     return LintConfig()
@@ -141,29 +141,30 @@ def _read_text(path: Path) -> str | None:
                             f"at byte {exc.start})") from None
 
 
-def _validate(path: Path, settings: dict) -> LintConfig:
+def _validate(path: Path, settings: dict, table: str | None = None) -> LintConfig:
+    """``table``: where the settings are, for error lines (None: the top level)."""
     from ..frontend.lint import RULES
     by_name = {rule.name: rule.id for rule in RULES} | {rule.id: rule.id for rule in RULES}
     for key in settings:
         if key not in KEYS:
             raise _config_error(path, f"unknown setting {key!r} (known: {', '.join(KEYS)})",
-                                _line_of(path, key))
+                                _line_of(path, key, table, key=True))
     chosen: dict[str, frozenset[str]] = {}
     for key in KEYS:
         values = settings.get(key, [])
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise _config_error(path, f"{key!r} must be a list of rule ids or names",
-                                _line_of(path, key))
+                                _line_of(path, key, table, key=True))
         for value in values:
             if value not in by_name:
                 known = ", ".join(f"{r.id} ({r.name})" for r in RULES)
                 raise _config_error(path, f"unknown lint rule {value!r} in {key!r}; known rules: "
-                                    f"{known}", _line_of(path, value))
+                                    f"{known}", _line_of(path, value, table))
         chosen[key] = frozenset(by_name[v] for v in values)
     both = chosen["disable"] & chosen["error"]
     if both:
         raise _config_error(path, f"rule {', '.join(sorted(both))} is both disabled and raised "
-                            "to an error", _line_of(path, "error"))
+                            "to an error", _line_of(path, "error", table, key=True))
     return LintConfig(path, chosen["disable"], chosen["error"])
 
 
@@ -172,17 +173,37 @@ def _config_error(path: Path, message: str, line: int | None = None) -> Diagnost
     return DiagnosticError(error(f"lint configuration: {message}", span, fatal_input=True))
 
 
-def _line_of(path: Path, word: str) -> int | None:
-    """The first line that mentions ``word``: TOML parsers give no positions for values."""
+# a table header, [name] or [[name]], alone on its line (comments stripped before)
+_HEADER = re.compile(r"\s*\[\[?([^\[\]]+)\]\]?\s*")
+
+
+def _line_of(path: Path, word: str, table: str | None = None, *,
+             key: bool = False) -> int | None:
+    """The first line in ``table`` (None: before the first table header; "tool.sevm": the
+    [tool.sevm] table of a pyproject.toml) that mentions ``word``, or with ``key`` that
+    assigns it: TOML parsers give no positions for values.  Not in that table (a dotted key
+    elsewhere): the first such line anywhere."""
     try:
         lines = (_read_text(path) or "").splitlines()
     except DiagnosticError:
         return None
-    pattern = re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
+    escaped = re.escape(word)
+    pattern = re.compile(rf"^\s*(?:{escaped}|\"{escaped}\"|'{escaped}')\s*=" if key
+                         else rf"(?<![\w-]){escaped}(?![\w-])")
+    current, anywhere = None, None
     for number, line in enumerate(lines, start=1):
-        if pattern.search(line.split("#", 1)[0]):
-            return number
-    return None
+        code = line.split("#", 1)[0]
+        header = _HEADER.fullmatch(code)
+        if header:
+            current = re.sub(r"[\s\"']", "", header.group(1))
+            if key and current == (f"{table}.{word}" if table else word):
+                return number  # the setting is itself a table: [tool.sevm.disable]
+            continue
+        if pattern.search(code):
+            if current == table:
+                return number
+            anywhere = anywhere or number
+    return anywhere
 
 
 def _toml_error_line(message: str) -> int | None:
