@@ -74,3 +74,31 @@ def test_jobs_is_validated_alike_in_check_and_lock(repo):
             run = sevm(*argv)
             assert run.returncode == 2, (argv, run.stderr)
             assert ("must be at least 1" if value != "two" else "not an integer") in run.stderr
+
+
+EMPTY_INPUT_PATHS = [
+    ["check", ""], ["check", "{m}", ""], ["measure", ""], ["explain", ""], ["export", ""],
+    ["lock", ""], ["diff", "", "{m}"],
+    ["measure", "{m}", "--tik", "", "--mnonce", "00" * 16, "--api-major", "1",
+     "--api-minor", "0", "--build", "0"],
+    ["verify", "", "--tik", "{tik}", "--measurement", "00" * 48, "--api-major", "1",
+     "--api-minor", "0", "--build", "0"],
+    ["verify", "{m}", "--tik", "", "--measurement", "00" * 48, "--api-major", "1",
+     "--api-minor", "0", "--build", "0"],
+    ["verify", "{m}", "--tik", "{tik}", "--launch-measure", "", "--api-major", "1",
+     "--api-minor", "0", "--build", "0"],
+    ["verify", "{m}", "--tik", "{tik}", "--measurement", "00" * 48, "--query-sev", ""],
+]
+
+
+def test_an_empty_input_path_is_a_usage_error(repo, tmp_path):
+    """`sevm check ""` said ":1:1: error: manifest not found: /the/working/directory"."""
+    tik = tmp_path / "tik.bin"
+    tik.write_bytes(bytes(16))
+    manifest = str(repo / "manifests/sev-es-direct.sevm")
+    for argv in EMPTY_INPUT_PATHS:
+        run = sevm(*[a.format(m=manifest, tik=tik) for a in argv], cwd=tmp_path)
+        assert run.returncode == 2, (argv, run.stderr)
+        assert "an empty path" in run.stderr and run.stdout == "", (argv, run.stderr)
+        assert str(tmp_path) not in run.stderr, argv
+    assert list(tmp_path.iterdir()) == [tik]

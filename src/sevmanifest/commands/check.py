@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from ..diagnostics import EXIT_OK, exit_code
-from .common import compile_and_report, integer
+from .common import compile_and_report, integer, path_argument
 
 
 def register(sub) -> None:
     parser = sub.add_parser("check", help="validate and lint manifests",
                             description="Parse, resolve imports and templates, validate and lint "
                             "manifests; print diagnostics as file:line:col.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("files", nargs="+", metavar="FILE", type=path_argument)
     parser.add_argument("--locked", action="store_true",
                         help="also fail when FILE.lock is missing or no longer matches")
     parser.add_argument("--jobs", type=integer(1), default=None, metavar="N",

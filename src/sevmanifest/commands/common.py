@@ -32,8 +32,9 @@ def bytes_safe_output() -> None:
 
 
 def path_argument(text: str) -> str:
-    """An argparse ``type`` for an output path: an empty one (``-o "$OUT"`` with OUT unset) is
-    a usage error, not a silent fallback to standard output or to no output at all."""
+    """An argparse ``type`` for a path: an empty one (``-o "$OUT"`` with OUT unset) is a usage
+    error, not a silent fallback to standard output or to no output at all; an empty input
+    path (``sevm check "$FILE"``) is one too, not "not found" naming the working directory."""
     if not text:
         import argparse
         raise argparse.ArgumentTypeError("an empty path")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..diagnostics import EXIT_FAILED, EXIT_OK, EXIT_USAGE, DiagnosticError
+from .common import path_argument
 
 FORMATS = ("text", "markdown", "json", "github")
 FAIL_ON = ("weaken", "measurement", "any")
@@ -18,7 +19,7 @@ def register(sub) -> None:
         "each change as weakens, strengthens, measurement or neutral. "
         "Forms: OLD NEW, or --git REV [FILE...] (REV against the working tree; without FILE, "
         "every manifest that changed or whose imports changed).")
-    parser.add_argument("files", nargs="*", metavar="FILE")
+    parser.add_argument("files", nargs="*", metavar="FILE", type=path_argument)
     parser.add_argument("--git", metavar="REV", help="compare FILEs at git revision REV with the "
                         "working tree")
     parser.add_argument("--format", choices=FORMATS, default="text")

@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..diagnostics import EXIT_OK, EXIT_USAGE, DiagnosticError, exit_code
+from .common import path_argument
 
 
 def register(sub) -> None:
@@ -15,7 +16,7 @@ def register(sub) -> None:
         "or every VM of a manifest: each policy bit, its state and what it means for the guest "
         "owner, and the measured inputs in the order the hardware measures them. "
         "A file whose name is a number must be given as ./NAME.")
-    parser.add_argument("target", metavar="FILE|POLICY")
+    parser.add_argument("target", metavar="FILE|POLICY", type=path_argument)
     parser.add_argument("--vm", metavar="NAME", help="only this VM of the manifest")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)

@@ -12,7 +12,7 @@ def register(sub) -> None:
         "export", help="reference values for attestation services",
         description="Print the reference values (launch digests, policy, artefact digests) of "
                     "a manifest for an attestation service. See docs/lockfiles.md.")
-    parser.add_argument("file", metavar="FILE", help=".sevm manifest")
+    parser.add_argument("file", metavar="FILE", type=path_argument, help=".sevm manifest")
     parser.add_argument("--vm", metavar="NAME", help="only this vm")
     parser.add_argument("--format", choices=FORMATS, default="json",
                         help="json | toml (every vm and variant) | simple-kbs (policy JSON of "

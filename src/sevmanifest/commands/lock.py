@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import signal
 
-from .common import integer, print_diagnostics
+from .common import integer, path_argument, print_diagnostics
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def register(sub) -> None:
         description="Compile and measure each manifest and write its reference values to "
                     "FILE.lock (TOML, deterministic, written atomically). Commit the lock "
                     "beside the manifest; `sevm check --locked` fails when it goes stale.")
-    parser.add_argument("files", nargs="+", metavar="FILE", help=".sevm manifest")
+    parser.add_argument("files", nargs="+", metavar="FILE", type=path_argument,
+                        help=".sevm manifest")
     add_batch_options(parser)
     parser.set_defaults(func=run)
 

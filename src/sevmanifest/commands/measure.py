@@ -29,7 +29,7 @@ def register(sub) -> None:
                     "compute for every variant of every VM in FILE.  With --tik, --mnonce, "
                     "--api-major, --api-minor and --build also the launch measurement (HMAC) "
                     "and the 48-byte blob that QMP query-sev-launch-measure reports.")
-    p.add_argument("file", metavar="FILE", help="the .sevm manifest")
+    p.add_argument("file", metavar="FILE", type=path_argument, help="the .sevm manifest")
     p.add_argument("--vm", metavar="NAME", help="only this vm (default: every vm in FILE)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-cache", action="store_true",
@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--dump-vmsa", metavar="DIR", type=path_argument,
                    help="write the VMSA page of every vCPU of every SEV-ES variant into DIR")
     m = p.add_argument_group("launch measurement (all five together)")
-    m.add_argument("--tik", metavar="F", help="the 16-byte binary TIK file (sevctl NAME_tik.bin)")
+    m.add_argument("--tik", metavar="F", type=path_argument, help="the 16-byte binary TIK file (sevctl NAME_tik.bin)")
     m.add_argument("--mnonce", metavar="B64|HEX", help="the 16-byte nonce of the launch")
     m.add_argument("--api-major", metavar="N", type=integer(0, 0xFF))
     m.add_argument("--api-minor", metavar="N", type=integer(0, 0xFF))

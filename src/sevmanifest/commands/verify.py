@@ -10,7 +10,7 @@ the policy differs; 2: usage error or unreadable input.  The TIK is never printe
 """
 from __future__ import annotations
 
-from .common import integer
+from .common import integer, path_argument
 import json
 import sys
 
@@ -34,9 +34,9 @@ def register(sub) -> None:
                     "libvirt sev-measurement) against every variant of the VMs in FILE.  Exit 0 "
                     "on a match with the manifest's policy, 1 otherwise, 2 on bad input.  "
                     "One of the files may be '-' (standard input).")
-    p.add_argument("file", metavar="FILE", help="the .sevm manifest")
+    p.add_argument("file", metavar="FILE", type=path_argument, help="the .sevm manifest")
     p.add_argument("--vm", metavar="NAME", help="check only this vm (default: every vm in FILE)")
-    p.add_argument("--tik", metavar="F", required=True,
+    p.add_argument("--tik", metavar="F", required=True, type=path_argument,
                    help="the 16-byte binary TIK file of the launch session (sevctl NAME_tik.bin)")
     blob = p.add_argument_group("reported measurement (one of)")
     blob.add_argument("--measurement", metavar="B64|HEX",
@@ -44,7 +44,7 @@ def register(sub) -> None:
                            "(or the 32-byte measurement with --mnonce)")
     blob.add_argument("--mnonce", metavar="B64|HEX", help="the 16-byte nonce, when --measurement "
                                                           "holds the 32-byte measurement alone")
-    blob.add_argument("--launch-measure", metavar="F",
+    blob.add_argument("--launch-measure", metavar="F", type=path_argument,
                       help="JSON reply of QMP query-sev-launch-measure")
     host = p.add_argument_group("host SEV firmware and policy (one of)")
     host.add_argument("--api-major", metavar="N", type=integer(0, 0xFF),
@@ -57,7 +57,7 @@ def register(sub) -> None:
                       help="the policy the host reports (decimal or 0x hex); without it the "
                            "HMAC is computed over the manifest's policy, so only a launch with "
                            "exactly that policy can match")
-    host.add_argument("--query-sev", metavar="F", help="JSON reply of QMP query-sev")
+    host.add_argument("--query-sev", metavar="F", type=path_argument, help="JSON reply of QMP query-sev")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
 
