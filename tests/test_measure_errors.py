@@ -235,3 +235,31 @@ def test_all_problems_reported_together(tmp_path):
         digest.compute(ok)
     assert {d.message.split(":")[0] for d in exc.value.diagnostics} == \
         {f"cannot read kernel {tmp_path / 'nok'}", f"cannot read initrd {tmp_path / 'noi'}"}
+
+
+@pytest.mark.parametrize("size", [4000, 5000, 8193])
+def test_firmware_size_is_a_multiple_of_4k(tmp_path, size):
+    """QEMU maps the image as pflash and refuses (or, below 4 KiB, pads) any other size, so
+    the digest of such a file is not the one a guest would report."""
+    firmware = tmp_path / "fw.fd"
+    write_firmware(firmware, FirmwareSpec(size=size))
+    for mode in ("sev", "sev-es"):
+        vm = make_vm(firmware, type=mode, cpu_models=("EPYC",))
+        with pytest.raises(DiagnosticError) as exc:
+            digest.compute(vm)
+        assert f"is {size} bytes, not a multiple of 4 KiB" in messages(exc)
+        assert exc.value.exit_code == 1
+        assert [d.message for d in digest.firmware_diagnostics(vm)] == [messages(exc)]
+
+
+def test_qemu_refuses_a_pflash_image_that_is_not_a_multiple_of_4k(tmp_path):
+    """The rule above is QEMU's own (hw/i386/pc_sysfw.c), checked against QEMU itself."""
+    import subprocess
+    firmware = tmp_path / "fw.fd"
+    write_firmware(firmware, FirmwareSpec(size=5000))
+    done = subprocess.run(["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
+                           "-drive", f"if=pflash,format=raw,unit=0,file={firmware},readonly=on",
+                           "-display", "none", "-S", "-nodefaults", "-monitor", "none"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "must be a non-zero multiple of 0x1000" in done.stderr, done.stderr

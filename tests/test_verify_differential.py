@@ -103,7 +103,7 @@ def _firmware(rng: random.Random, *, sev_es: bool, hashes: bool) -> synthetic.Fi
     extra = tuple((rng.getrandbits(128).to_bytes(16, "little"), rng.randbytes(rng.randint(0, 24)))
                   for _ in range(rng.randint(0, 2)))
     return synthetic.FirmwareSpec(
-        size=rng.choice([4096, 8192, 12288, 65536, rng.randint(1024, 20000)]),
+        size=rng.choice([4096, 8192, 12288, 65536, 4096 * rng.randint(1, 5)]),
         reset_address=rng.randint(1, 0xFFFF_FFFF) if sev_es or rng.random() < 0.7 else None,
         hash_table=_area(rng) if hashes else rng.choice([None, (0, 0), _area(rng)]),
         secret_area=rng.choice([None, (0, 0), _area(rng)]),

@@ -27,9 +27,18 @@ def _firmware_span(vm: VM) -> Span | None:
     return vm.firmware.span or vm.origins.get("firmware") or vm.span
 
 
+# QEMU maps the image as pflash, whose size "must be a non-zero multiple of 0x1000"
+# (hw/i386/pc_sysfw.c); measured as it is, any other size is not what a guest is launched with
+PFLASH_SIZE_MULTIPLE = 0x1000
+
+
 def firmware_problems(vm: VM, info: FirmwareInfo) -> list[Diagnostic]:
     span = _firmware_span(vm)
     out = []
+    if info.size % PFLASH_SIZE_MULTIPLE:
+        out.append(error(f"firmware {info.path} is {info.size} bytes, not a multiple of 4 KiB: "
+                         "QEMU refuses such a pflash image (or pads it to one), so it is not "
+                         "the image a guest is launched with", span))
     if vm.measured_boot:
         area = info.hash_table
         if area is None or area[0] == 0 or area[1] < PADDED_TABLE_SIZE:
