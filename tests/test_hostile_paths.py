@@ -147,10 +147,11 @@ def test_dotdot_is_lexical(tmp_path):
 
 
 ODD_NAMES = ["with space.fd", 'quote".fd', "single'quote.fd", "back\\slash.fd", "ünïcødé-ファーム.fd",
-             "$(touch pwned).fd", "semi;colon.fd", "-leading-dash.fd", "new\nline.fd", "tab\t.fd",
+             "$(touch pwned).fd", "semi;colon.fd", "-leading-dash.fd", "tab\t.fd",
              "a,comma=equals.fd"]
 
 
+# (a line break in a path is refused: test_hostile_names.py)
 @pytest.mark.parametrize("name", ODD_NAMES)
 def test_odd_names(tmp_path, name):
     directory = tmp_path / "dir with spaces"

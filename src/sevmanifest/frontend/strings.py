@@ -55,10 +55,10 @@ def unprintable(text: str, *, name: bool) -> str | None:
     """The first character of ``text`` a terminal, CI log or reviewer would not show as
     itself, described ("U+000A", "byte 0xff, which is not UTF-8"); None if there is none.
     Names (``name=True``) are printable text only.  Paths may also hold bytes that are not
-    UTF-8 and Unicode's other spaces: only control, format (bidi overrides) and line
-    separator characters are refused there."""
+    UTF-8, tabs and Unicode's other spaces: only control (but the tab), format (bidi
+    overrides) and line separator characters are refused there."""
     for char in text:
-        if char.isprintable() or char == " ":
+        if char.isprintable() or char == " " or (char == "\t" and not name):
             continue
         code = ord(char)
         if 0xDC80 <= code <= 0xDCFF:  # a raw byte (decoded with surrogateescape)
