@@ -124,6 +124,21 @@ def test_text_output(capsys, c2_manifest):
     assert re.search(r"\n  vcpus\s+cpu\s+signature\s+vmm\s+profile\s+sev-features", out)
 
 
+def test_dump_vmsa_refuses_vms_that_would_share_files(capsys, tmp_path):
+    """vms "a b" and "a_b" have the same file stem: one's pages replaced the other's."""
+    def vm(name: str) -> str:
+        return (f'vm "{name}" {{\n    type sev-es\n    firmware "{FIXTURES["SC"]}"\n'
+                '    vcpus 2\n    cpu "EPYC"\n}\n')
+    manifest = write(tmp_path, "m.sevm", vm("a b") + vm("a_b"))
+    out_dir = tmp_path / "pages"
+    code, out, err = run(capsys, "measure", manifest, "--dump-vmsa", str(out_dir))
+    assert code == 2 and out == ""
+    assert "vms 'a b' and 'a_b' would write the same files" in err
+    assert not out_dir.exists()
+    code, _, err = run(capsys, "measure", manifest, "--vm", "a_b", "--dump-vmsa", str(out_dir))
+    assert code == 0 and "wrote 2 VMSA page(s)" in err
+
+
 def test_dump_vmsa_matches_sevctl(capsys, c3_manifest, tmp_path):  # P-5 through the CLI
     out_dir = tmp_path / "pages"
     code, _, err = run(capsys, "measure", c3_manifest, "--dump-vmsa", str(out_dir))

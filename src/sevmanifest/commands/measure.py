@@ -10,13 +10,13 @@ With the five measurement options (all or none) it also prints the launch measur
 """
 from __future__ import annotations
 
-from .common import integer, path_argument
 import json
 import re
 import sys
 from pathlib import Path
 
 from ..diagnostics import EXIT_OK, DiagnosticError, error
+from .common import integer, path_argument
 
 MEASUREMENT_OPTIONS = ("tik", "mnonce", "api_major", "api_minor", "build")
 
@@ -123,10 +123,29 @@ def vmsa_file_stem(vm_name: str, variant) -> str:
         f"sf{variant.sev_features:x}"))
 
 
+def _distinct_stems(results) -> dict[int, str]:
+    """The file stem of every variant; two that would share files (vms "a b" and "a_b")
+    are refused before anything is written: one vm's pages would replace the other's."""
+    stems: dict[int, str] = {}
+    owner: dict[str, str] = {}
+    for m in results:
+        for result in m.variants:
+            stem = vmsa_file_stem(m.vm.name, result.variant)
+            if stem in owner and owner[stem] != m.vm.name:
+                raise DiagnosticError(error(
+                    f"--dump-vmsa: vms {owner[stem]!r} and {m.vm.name!r} would write the same "
+                    f"files ({stem}-vcpu*.bin); dump one at a time with --vm NAME",
+                    fatal_input=True))
+            owner[stem] = m.vm.name
+            stems[id(result)] = stem
+    return stems
+
+
 def _dump_vmsa(directory: Path, results) -> None:
     from ..fsutil import OutputError, atomic_write
     from ..measure.digest import vmsa_pages
 
+    stems = _distinct_stems(results)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -134,7 +153,7 @@ def _dump_vmsa(directory: Path, results) -> None:
     count = 0
     for m in results:
         for result in m.variants:
-            stem = vmsa_file_stem(m.vm.name, result.variant)
+            stem = stems[id(result)]
             for index, page in enumerate(vmsa_pages(result)):
                 atomic_write(directory / f"{stem}-vcpu{index}.bin", page)
                 count += 1
