@@ -78,7 +78,8 @@ def test_jobs_is_validated_alike_in_check_and_lock(repo):
 
 EMPTY_INPUT_PATHS = [
     ["check", ""], ["check", "{m}", ""], ["measure", ""], ["explain", ""], ["export", ""],
-    ["lock", ""], ["diff", "", "{m}"],
+    ["lock", ""], ["diff", "", "{m}"], ["fmt", ""], ["fmt", "--check", ""],
+    ["render", "qemu", ""], ["render", "libvirt", ""], ["render", "--template", "{m}", ""],
     ["measure", "{m}", "--tik", "", "--mnonce", "00" * 16, "--api-major", "1",
      "--api-minor", "0", "--build", "0"],
     ["verify", "", "--tik", "{tik}", "--measurement", "00" * 48, "--api-major", "1",

@@ -6,7 +6,7 @@ import sys
 
 from ..diagnostics import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..fsutil import atomic_write
-from .common import print_diagnostics
+from .common import path_argument, print_diagnostics
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
                             description="Rewrite manifests in the canonical layout (in place). "
                             "Comments are kept; the meaning never changes. '-' formats standard "
                             "input to standard output.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("files", nargs="+", metavar="FILE", type=path_argument)
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if any file is not formatted")
     parser.set_defaults(func=run)

@@ -43,11 +43,15 @@ def _parse_positionals(args) -> tuple[str | None, str]:
             raise _usage(f"usage: {USAGE.splitlines()[1].strip()}")
         if args.format is not None:
             raise _usage("--format applies to 'sevm render qemu' only")
+        if not positionals[0]:
+            raise _usage("argument FILE: an empty path")
         return None, positionals[0]
     if len(positionals) != 2 or positionals[0] not in TARGETS:
         raise _usage(f"usage: {USAGE.splitlines()[0]}")
     if positionals[0] == "libvirt" and args.format is not None:
         raise _usage("--format applies to 'sevm render qemu' only")
+    if not positionals[1]:
+        raise _usage("argument FILE: an empty path")
     return positionals[0], positionals[1]
 
 
