@@ -23,7 +23,9 @@ class Rendered:
 
 
 def qemu_command(vm: VM, variant: Variant) -> qemu.QemuCommand:
-    """The QEMU argv of ``variant`` (``.argv``), with the decisions behind it (``.target``)."""
+    """The QEMU argv of ``variant`` (``.argv``), with the decisions behind it (``.target``).
+    A building block: it reads no artefact, so a firmware that fails its pin or its checks
+    is not noticed here; ``render_qemu`` measures the variant first, as the CLI does."""
     return qemu.build(vm, variant)
 
 
