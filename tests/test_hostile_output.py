@@ -24,7 +24,8 @@ ALLOWED_WRITERS = {
     "fsutil.py": "atomic_write itself, and replace_with_chunks (temporary file + rename for "
                  "synthetic images too large for memory and for digest-cache entries)",
     "review/gitrev.py": "blobs of a git revision, into sevm's own private temporary directory",
-    "cli.py": "opens /dev/null for writing when the reader of standard output went away",
+    "streams.py": "opens /dev/null for writing in place of a standard stream that was closed, "
+                  "whose reader went away or that cannot be written",
 }
 # module.function calls that create or replace files, and methods that write a whole file
 MODULE_WRITES = {"os": {"replace", "rename", "renames", "link", "symlink", "truncate", "mkfifo"},
