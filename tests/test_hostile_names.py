@@ -6,6 +6,7 @@ printable text, paths hold no control or format characters, a machine type is a 
 `sevm diff` quotes every manifest string it shows."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -117,3 +118,33 @@ def test_diff_compares_launch_disks_as_written(tmp_path):
     done = run_sevm("diff", str(old), str(moved), "--fail-on", "any", cwd=tmp_path)
     assert done.returncode == 1
     assert '"images/root.qcow2" format qcow2 -> "images/other.qcow2" format qcow2' in done.stdout
+
+
+FORGED_FILE = "x\n::error file=README.md,line=1::forged\n.sevm"
+
+
+def test_file_names_are_escaped_in_diff_and_diagnostics(tmp_path):
+    """A repository can hold a manifest named "x\\n::error ...": its name is printed by
+    `sevm diff` (review's CI step) and in every diagnostic's location."""
+    old = write(tmp_path, "old.sevm", vm("policy {", "    debug deny", "}"))
+    new = write(tmp_path, FORGED_FILE, vm("policy {", "    debug allow", "}"))
+    for argv in (["diff", str(old), str(new)], ["check", str(new)]):
+        done = sevm(*argv, cwd=tmp_path)
+        out = done.stdout.decode() + done.stderr.decode()
+        assert "x\\n::error file=README.md" in out, out
+        assert not any(line.startswith("::error") for line in out.splitlines()), out
+
+
+def test_json_of_diff_and_explain_is_valid_utf8_for_a_path_that_is_not(tmp_path):
+    import json
+    (tmp_path / "fw.fd").write_bytes(b"")
+    with open(os.path.join(os.fsencode(tmp_path), b"fw\xff.fd"), "wb"):
+        pass
+    old = write(tmp_path, "old.sevm", vm())
+    new = write(tmp_path, "new.sevm", vm().replace('"fw.fd"', '"fw\\xff.fd"'))
+    for argv in (["diff", str(old), str(new), "--format", "json"],
+                 ["explain", str(new), "--format", "json"]):
+        done = sevm(*argv, cwd=tmp_path)
+        assert done.returncode in (0, 1), done.stderr
+        data = json.loads(done.stdout.decode("utf-8"))  # strict UTF-8, then JSON
+        assert "fw\udcff.fd" in json.dumps(data, ensure_ascii=False), data

@@ -83,10 +83,37 @@ class SourceCache:
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 
+def escape_unprintable(text: str, escapes: dict[str, str] | None = None) -> str:
+    """``text`` with what a terminal or a CI log would act on (control and format
+    characters, line separators, bytes that are not UTF-8) written as manifest escapes:
+    a file name holding "\n::error ..." must not become a line of its own in a log."""
+    escapes = _CONTROL_ESCAPES if escapes is None else escapes
+    if text.isprintable() and not any(c in text for c in escapes):
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{{{code:x}}}")
+    return "".join(out)
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t"}
+
+
 def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
     rule = " ".join(x for x in (d.rule, d.rule_name) if x)
     head = d.severity.value + (f"[{rule}]" if rule else "")
-    location = f"{d.span}: " if d.span else ""
+    location = (f"{escape_unprintable(d.span.file)}:{d.span.line}:{d.span.column}: "
+                if d.span else "")
     out = [f"{location}{head}: {d.message}"]
     if d.span and sources is not None:
         src = sources.line(d.span.file, d.span.line)

@@ -70,7 +70,8 @@ def _failure_status(manifest, diagnostics) -> int:
 
 def _emit(fmt: str, data: dict, text) -> None:
     if fmt == "json":
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        # (ASCII escapes: a path byte that is not UTF-8 stays valid JSON)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(text())
 

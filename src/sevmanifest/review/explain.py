@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..diagnostics import escape_unprintable
 from ..model import POLICY_RESERVED_MASK, VM, GuestType, PolicyBit, Vmm
 
 MAX_POLICY = 0xFFFF_FFFF
@@ -215,20 +216,7 @@ def quote_bytes(value: bytes | None) -> str | None:
 def quote_text(text: str) -> str:
     """``text`` as a manifest string literal: what a terminal or a CI log would act on
     (control and format characters, bytes that are not UTF-8) is written as an escape."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(f"\\u{{{code:x}}}")
-    return '"' + "".join(out) + '"'
+    return '"' + escape_unprintable(text, _ESCAPES) + '"'
 
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..diagnostics import escape_unprintable
 from .diff import Change, DiffResult, Kind
 from .digests import VmDigests
 
@@ -96,9 +97,11 @@ def render_text(report: Report, *, colour: bool = False) -> str:
     for fd in report.files:
         if not fd.result.changes and not fd.digests:
             continue
-        lines.append(paint(f"--- {fd.manifest}", "1"))
+        # (file names come from the repository under review: "x\n::error ...sevm" must not
+        # become a workflow command in the CI log this is printed to)
+        lines.append(paint(f"--- {escape_unprintable(fd.manifest)}", "1"))
         for c in fd.result.changes:
-            where = location(c)
+            where = location(c, escape_unprintable)
             head = f"{where}: " if where else ""
             lines.append(f"{head}{paint(c.kind.value, _COLOURS[c.kind])}: {c.path}: "
                          f"{show(c.old)} -> {show(c.new)}")
@@ -138,7 +141,8 @@ def render_json(report: Report) -> str:
     out: dict = {"changes": changes, "weakens": report.weakens}
     if report.with_digests:
         out["digests"] = [_digest_json(d) for fd in report.files for d in fd.digests]
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    # ASCII escapes (json's default): a path byte that is not UTF-8 stays valid JSON
+    return json.dumps(out, indent=2) + "\n"
 
 
 def _digest_json(table: VmDigests) -> dict:
