@@ -128,7 +128,8 @@ def test_file_names_are_escaped_in_diff_and_diagnostics(tmp_path):
     `sevm diff` (review's CI step) and in every diagnostic's location."""
     old = write(tmp_path, "old.sevm", vm("policy {", "    debug deny", "}"))
     new = write(tmp_path, FORGED_FILE, vm("policy {", "    debug allow", "}"))
-    for argv in (["diff", str(old), str(new)], ["check", str(new)]):
+    for argv in (["diff", str(old), str(new)], ["check", str(new)], ["measure", str(new)],
+                 ["explain", str(new)]):
         done = sevm(*argv, cwd=tmp_path)
         out = done.stdout.decode() + done.stderr.decode()
         assert "x\\n::error file=README.md" in out, out

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import sys
 
-from ..diagnostics import EXIT_OK, EXIT_USAGE, DiagnosticError, exit_code
+from ..diagnostics import EXIT_OK, EXIT_USAGE, DiagnosticError, escape_unprintable, exit_code
 from .common import path_argument
 
 
@@ -92,7 +92,7 @@ def _policy_text(title: str, lines) -> str:
 
 
 def _vm_text(vm, explanation) -> str:
-    out = [f"vm {vm.name} ({vm.file}): type {vm.type.value}, {vm.variant_count()} variant"
+    out = [f"vm {vm.name} ({escape_unprintable(vm.file)}): type {vm.type.value}, {vm.variant_count()} variant"
            f"{'' if vm.variant_count() == 1 else 's'}", ""]
     out.append(_policy_text(explanation.policy_hex, explanation.policy))
     out.append("measured, in the order the hardware measures it "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections import namedtuple
 
+from ..diagnostics import escape_unprintable
 from ..model import GuestType, Variant, Vmm
 from .digest import VariantDigest, VmMeasurement
 
@@ -92,7 +93,7 @@ def to_text(results: list[VmMeasurement], hmacs: Hmacs | None = None,
 
 def _vm_text(m: VmMeasurement, hmacs: tuple[Hmac | None, ...]) -> str:
     vm = m.vm
-    lines = [f"vm {vm.name}  ({vm.file})",
+    lines = [f"vm {vm.name}  ({escape_unprintable(vm.file)})",
              f"  type           {vm.type.value}",
              f"  policy         {vm.policy.hex}",
              f"  kernel-hashes  {'on' if vm.kernel_hashes else 'off'}"

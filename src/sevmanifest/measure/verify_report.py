@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 
+from ..diagnostics import escape_unprintable
 from ..model import GuestType
 from .report import variant_json
 from .verify import MATCH, MISMATCH, POLICY_MISMATCH, PolicyMismatch, VariantMatch, VerifyResult
@@ -92,7 +93,7 @@ def _match_text(result: VerifyResult) -> list[str]:
 
 
 def _who(m: VariantMatch) -> str:
-    return f"vm {m.vm.name!r} ({m.vm.file})"
+    return f"vm {m.vm.name!r} ({escape_unprintable(m.vm.file)})"
 
 
 def _variant_text(m: VariantMatch) -> str:
