@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from review_support import COMMON, WEB, git, line_of, write_project
+from review_support import COMMON, PROJECT, WEB, git, line_of, write_project
 from sevmanifest.cli import main
 from sevmanifest.frontend import compile_file
 from sevmanifest.measure.digest import compute
+from sevmanifest.review.gitrev import Revision
 
 DB = """\
 vm "db" {
@@ -196,3 +198,81 @@ def test_digests_unavailable_for_untracked_unpinned_artefacts(tmp_path, monkeypa
     assert status == 0 and _paths(data) == [("vm.m.cmdline", "measurement")]
     note = data["digests"][0]["unavailable"]
     assert note.startswith("digests unavailable for vm m") and "HEAD:vmlinuz.synthetic" in note
+
+
+# ---- symbolic links and odd names at the revision ------------------------------------------
+
+def _linked_template_repo(tmp_path: Path, directory_link: bool) -> Path:
+    """web.sevm imports its template through a link (to the file, or to its directory)."""
+    root = write_project(tmp_path / "linked")
+    if directory_link:
+        (root / "tpl").mkdir()
+        shutil.move(root / COMMON, root / "tpl" / COMMON)
+        (root / "shared").symlink_to("tpl")
+        web = root / WEB
+        web.write_text(web.read_text().replace('import "common.sevm"', 'import "shared/common.sevm"'))
+        real = root / "tpl" / COMMON
+    else:
+        shutil.move(root / COMMON, root / "common-v1.sevm")
+        (root / COMMON).symlink_to("common-v1.sevm")
+        real = root / "common-v1.sevm"
+    git(root, "init", "-q")
+    _commit(root, "one")
+    real.write_text(real.read_text().replace("debug deny", "debug allow"))
+    return root
+
+
+@pytest.mark.parametrize("directory_link", [False, True], ids=["file link", "directory link"])
+def test_template_reached_through_a_link(tmp_path, monkeypatch, capsys, directory_link):
+    root = _linked_template_repo(tmp_path, directory_link)
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--fail-on", "weaken")
+    assert status == 1 and _paths(data) == [("vm.web.policy.debug", "weakens")]
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", WEB)
+    assert status == 0 and _paths(data) == [("vm.web.policy.debug", "weakens")]
+
+
+def test_old_side_links_never_lead_out_of_the_private_directory(tmp_path, monkeypatch, capsys):
+    root = write_project(tmp_path / "escape")
+    secret = tmp_path / "secret.sevm"  # outside the repository: must never be read
+    secret.write_text(PROJECT[COMMON].replace("debug deny", "debug allow"))
+    (root / "up.sevm").symlink_to("../secret.sevm")
+    (root / "abs.sevm").symlink_to(secret)
+    web = root / WEB
+    web.write_text(web.read_text().replace('import "common.sevm"', 'import "up.sevm"'))
+    git(root, "init", "-q")
+    _commit(root, "one")
+    web.write_text(web.read_text().replace('import "up.sevm"', 'import "common.sevm"'))
+    monkeypatch.chdir(root)
+    assert main(["diff", "--git", "HEAD", WEB]) == 2  # the old side's template is missing
+    assert "not found" in capsys.readouterr().err
+    with Revision(root, "HEAD") as revision:
+        assert not os.path.lexists(revision.dir / "up.sevm")
+        assert not os.path.lexists(revision.dir / "abs.sevm")
+
+
+def test_digests_of_a_linked_artefact_hash_the_file(tmp_path, monkeypatch, capsys):
+    root = _measured_repo(tmp_path)
+    (root / "vmlinuz").symlink_to("vmlinuz.synthetic")
+    (root / "m.sevm").write_text(MEASURED.replace('"vmlinuz.synthetic"', '"vmlinuz"'))
+    _commit(root, "link")
+    old = _expected_digests(root / "m.sevm")
+    (root / "m.sevm").write_text(MEASURED.replace('"vmlinuz.synthetic"', '"vmlinuz"')
+                                 .replace("ttyS0", "ttyS1"))
+    _, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--digests")
+    [table] = data["digests"]
+    assert table["unavailable"] is None
+    assert [r["old"] for r in table["variants"]] == [old[1], old[2]]
+
+
+def test_a_file_name_with_a_newline_does_not_upset_the_others(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "names"
+    root.mkdir()
+    (root / "a\nb.sevm").write_text(DB.replace('"db"', '"ab"'))
+    (root / "db.sevm").write_text(DB)
+    git(root, "init", "-q")
+    _commit(root, "one")
+    (root / "db.sevm").write_text(DB.replace("8GiB", "4GiB"))
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "db.sevm")
+    assert status == 0 and _paths(data) == [("vm.db.memory", "neutral")]
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD")
+    assert status == 0 and _paths(data) == [("vm.db.memory", "neutral")]

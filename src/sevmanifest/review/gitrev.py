@@ -42,8 +42,27 @@ def _names(output: bytes) -> list[str]:
     return [os.fsdecode(n) for n in output.split(b"\0") if n]
 
 
+LINK_MODE = "120000"  # a symbolic link: the blob is the link's target
+
+
+def _tree(output: bytes) -> dict[str, tuple[str, str]]:
+    """``ls-tree -r -z`` records as {path: (mode, blob id)}; submodules are left out."""
+    entries = {}
+    for record in output.split(b"\0"):
+        meta, tab, name = record.partition(b"\t")
+        fields = meta.split()
+        if tab and len(fields) == 3 and fields[1] == b"blob":
+            entries[os.fsdecode(name)] = (fields[0].decode(), fields[2].decode())
+    return entries
+
+
 class Revision:
-    """The files of one commit, materialised lazily into a temporary directory."""
+    """The files of one commit, materialised lazily into a temporary directory.
+
+    Blobs are requested by object id and listed NUL-delimited, so any file name works.
+    Symbolic links become links in the temporary directory unless they would lead out
+    of it (an absolute target, or ``..`` beyond the repository): those are left out, so
+    reading the old side never follows a link outside the private directory."""
 
     def __init__(self, root: Path, rev: str):
         self.root = root
@@ -53,9 +72,12 @@ class Revision:
         except GitError:
             raise GitError(f"unknown git revision {rev!r} in {root}") from None
         self.commit = commit.decode().strip()
-        self.paths = set(_names(git(root, "ls-tree", "-r", "-z", "--name-only", self.commit)))
+        self.entries = _tree(git(root, "ls-tree", "-r", "-z", "--full-tree", self.commit))
+        self.paths = set(self.entries)
+        self._written: set[str] = set()
         self._tmp = tempfile.TemporaryDirectory(prefix="sevm-diff-")
         self.dir = Path(self._tmp.name).resolve()
+        self._links()
         self.materialise(sorted(p for p in self.paths if p.endswith(MANIFEST_SUFFIX)))
 
     def close(self) -> None:
@@ -67,23 +89,59 @@ class Revision:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def materialise(self, paths: list[str]) -> None:
-        """Write the revision's blobs for ``paths`` under ``self.dir`` (one git process)."""
-        if not paths:
-            return
-        request = "".join(f"{self.commit}:{p}\n" for p in paths).encode()
-        out = git(self.root, "cat-file", "--batch", stdin=request)
-        offset = 0
-        for path in paths:
+    def _blobs(self, paths: list[str]) -> dict[str, bytes]:
+        """The contents of ``paths`` (one ``git cat-file --batch`` process, by object id)."""
+        ids = sorted({self.entries[p][1] for p in paths})
+        if not ids:
+            return {}
+        out = git(self.root, "cat-file", "--batch", stdin="".join(f"{i}\n" for i in ids).encode())
+        contents, offset = {}, 0
+        for oid in ids:
             header_end = out.index(b"\n", offset)
             header = out[offset:header_end].split()
             if len(header) != 3 or header[1] != b"blob":
                 offset = header_end + 1
                 continue
             size = int(header[2])
-            body = out[header_end + 1:header_end + 1 + size]
+            contents[header[0].decode()] = out[header_end + 1:header_end + 1 + size]
             offset = header_end + 1 + size + 1
+        return {p: contents[self.entries[p][1]] for p in paths
+                if self.entries[p][1] in contents}
+
+    def _inside(self, path: str | Path) -> bool:
+        real = os.path.realpath(path)
+        return real == str(self.dir) or real.startswith(str(self.dir) + os.sep)
+
+    def _links(self) -> None:
+        """Every symbolic link of the revision, as a link; those leading out are removed."""
+        links = [p for p, (mode, _) in self.entries.items() if mode == LINK_MODE]
+        made = []
+        for path, target in self._blobs(links).items():
+            text = os.fsdecode(target)
+            self._written.add(path)
+            if not text or "\0" in text or os.path.isabs(text):
+                continue
+            place = self.dir / path
+            place.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(text, place)
+            made.append(place)
+        removed = True
+        while removed:  # removing one link can change where another one leads
+            removed = False
+            for place in list(made):
+                if not self._inside(place):
+                    place.unlink()
+                    made.remove(place)
+                    removed = True
+
+    def materialise(self, paths: list[str]) -> None:
+        """Write the revision's blobs for ``paths`` under ``self.dir`` (one git process)."""
+        wanted = [p for p in paths if p in self.entries and p not in self._written]
+        for path, body in self._blobs(wanted).items():
+            self._written.add(path)
             target = self.dir / path
+            if not self._inside(target.parent) or os.path.lexists(target):
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(body)
 
@@ -112,11 +170,14 @@ class Revision:
         pin); an unpinned, untracked artefact stays missing (digests unavailable)."""
         replaced = {}
         for artefact in vm.artefacts:
-            try:
-                relative = artefact.path.resolve().relative_to(self.dir).as_posix()
-            except ValueError:
+            written = os.path.relpath(artefact.path, self.dir)  # lexical: the old side's layout
+            if written == os.pardir or written.startswith(os.pardir + os.sep):
                 continue
-            if relative in self.paths:
+            if not self._inside(artefact.path):  # a link that led out was not made
+                continue
+            # the links are all in place, so the real path is the blob to write
+            relative = Path(os.path.realpath(artefact.path)).relative_to(self.dir).as_posix()
+            if relative in self.paths and self.entries[relative][0] != LINK_MODE:
                 self.materialise([relative])
             elif artefact.sha256 and (self.root / relative).is_file():
                 replaced[artefact.role] = dataclasses.replace(artefact, path=self.root / relative)

@@ -92,23 +92,34 @@ def _affected(revision: Revision, root: Path) -> list[str]:
         raise DiagnosticError(error(str(exc), fatal_input=True)) from None
     old_side = {p for p in revision.paths if p.endswith(".sevm")}
     candidates = sorted(worktree_manifests(root) | old_side)
+    new_changed, old_changed = _through_links(changed, root), _through_links(changed, revision.dir)
     affected = []
     for path in candidates:
-        if path in changed or _reads_any(root / path, root, changed) or (
-                path in old_side and _reads_any(revision.dir / path, revision.dir, changed)):
+        if path in changed or _reads_any(root / path, root, new_changed) or (
+                path in old_side and _reads_any(revision.dir / path, revision.dir, old_changed)):
             affected.append(path)
     return affected
 
 
+def _through_links(changed: set[str], base: Path) -> set[str]:
+    """``changed`` (relative to ``base``) and the real files they are, through links."""
+    real_base = os.path.realpath(base)
+    real = {_relative(os.path.realpath(os.path.join(base, p)), Path(real_base)) for p in changed}
+    return changed | {p for p in real if p is not None}
+
+
 def _reads_any(path: Path, base: Path, changed: set[str]) -> bool:
-    """Whether compiling ``path`` reads one of ``changed`` (relative to ``base``)."""
+    """Whether compiling ``path`` reads one of ``changed`` (relative to ``base``), by the path
+    it was read through or by the real file (a template reached through a link)."""
     if not path.is_file():
         return False
     try:
         files = compile_side(str(path)).files
     except DiagnosticError:
         return False  # a broken manifest that did not change itself is not this diff's business
-    return any(_relative(f, base) in changed for f in files)
+    real_base = Path(os.path.realpath(base))
+    return any(_relative(f, base) in changed or _relative(os.path.realpath(f), real_base) in changed
+               for f in files)
 
 
 def _relative(file: str, base: Path) -> str | None:
