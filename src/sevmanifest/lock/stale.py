@@ -30,11 +30,16 @@ def _tables(value, where: str) -> list[dict]:
 
 
 def _vms_by_name(doc: dict, where: str) -> dict[str, dict]:
+    """The locked vms by name, every value the comparison reads checked for its shape.  A
+    name twice is refused: which of the two would be the reference value?  (TOML refuses a
+    key twice for the same reason; the comparison must never pick one silently.)"""
     out = {}
-    for i, vm in enumerate(_tables(doc.get("vms"), "vms")):
+    for i, vm in enumerate(_tables(doc.get("vms"), where)):
         name = vm.get("name")
         if not isinstance(name, str):
             raise _Shape(f"vms[{i}] has no name")
+        if name in out:
+            raise _Shape(f"vm {name!r} appears twice (vms[{i}])")
         _table(vm.get("artifacts"), f"vm {name!r} artifacts")
         _tables(vm.get("variants"), f"vm {name!r} variants")
         out[name] = vm
@@ -42,12 +47,16 @@ def _vms_by_name(doc: dict, where: str) -> dict[str, dict]:
 
 
 def _variants_by_key(vm: dict) -> dict[str, dict]:
+    """The vm's variants by their naming; a variant twice is refused (as a vm twice)."""
     out = {}
     for i, params in enumerate(vm["variants"]):
         try:
-            out[describe_variant(variant_key(params))] = params
+            key = describe_variant(variant_key(params))
         except (KeyError, TypeError, AttributeError):
             raise _Shape(f"vm {vm['name']!r} variants[{i}] lacks its parameters") from None
+        if key in out:
+            raise _Shape(f"vm {vm['name']!r} variant {key} appears twice (variants[{i}])")
+        out[key] = params
     return out
 
 
