@@ -1,11 +1,13 @@
 """The diff engine on model objects built directly: one row per classification rule."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from review_support import (DIGEST_A, DIGEST_B, EC2, MILAN, MILAN_V2, ROME, artefact, change,
                             host, make_vm, manifest, span)
-from sevmanifest.model import Disk, GuestType, Launch, Policy
+from sevmanifest.model import Artefact, Disk, GuestType, Launch, Policy
 from sevmanifest.review.diff import Kind, diff_manifests, diff_vms
 
 BASE = make_vm()
@@ -160,3 +162,30 @@ def test_result_flags():
     result = diff_manifests(manifest(BASE), manifest(change(BASE, memory=1 << 30)))
     assert result and not result.weakens and not result.measured
     assert result.count(N) == 1
+
+
+def _placed(manifest_file: str, firmware_path: str, sha256: str | None = None):
+    """BASE declared in ``manifest_file``, its firmware written "../images/fw.fd" (in some
+    template) and resolving to ``firmware_path``."""
+    return change(BASE, file=manifest_file,
+                  firmware=Artefact("firmware", "../images/fw.fd", Path(firmware_path), sha256))
+
+
+def test_same_written_path_resolving_to_another_file():
+    # The template moved (templates/ -> templates/v2/): its "../images/fw.fd" is another file.
+    old = _placed("/co/guests/g.sevm", "/co/images/fw.fd")
+    new = _placed("/co/guests/g.sevm", "/co/templates/images/fw.fd")
+    [c] = diff_vms(old, new)
+    assert (c.path, c.kind, c.measured) == ("vm.web.firmware", M, True)
+    assert c.old == "../images/fw.fd (resolves to ../images/fw.fd)"
+    assert c.new == "../images/fw.fd (resolves to ../templates/images/fw.fd)"
+    pinned = [_placed(v.file, str(v.firmware.path), DIGEST_A) for v in (old, new)]
+    assert [(c.path, c.kind) for c in diff_vms(*pinned)] == [("vm.web.firmware", N)]
+
+
+def test_same_tree_checked_out_elsewhere_is_no_change():
+    old = _placed("/tmp/sevm-diff-x/guests/g.sevm", "/tmp/sevm-diff-x/images/fw.fd")
+    new = _placed("/work/repo/guests/g.sevm", "/work/repo/images/fw.fd")
+    assert list(diff_vms(old, new)) == []
+    fixed = Artefact("firmware", "/opt/fw.fd", Path("/opt/fw.fd"))  # absolute as written
+    assert list(diff_vms(change(old, firmware=fixed), change(new, firmware=fixed))) == []

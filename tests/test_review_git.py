@@ -276,3 +276,25 @@ def test_a_file_name_with_a_newline_does_not_upset_the_others(tmp_path, monkeypa
     assert status == 0 and _paths(data) == [("vm.db.memory", "neutral")]
     status, data = _json(monkeypatch, capsys, root, "--git", "HEAD")
     assert status == 0 and _paths(data) == [("vm.db.memory", "neutral")]
+
+
+def test_moved_template_swapping_an_unpinned_artefact(tmp_path, monkeypatch, capsys):
+    # The template's "../images/fw.fd" names another file once the template moves.
+    root = tmp_path / "moved"
+    for directory in ("templates/v2", "templates/images", "images", "guests"):
+        (root / directory).mkdir(parents=True)
+    shutil.copy(IMAGES / "OVMF.synthetic-amdsev.fd", root / "images" / "fw.fd")
+    shutil.copy(IMAGES / "OVMF.synthetic-generic.fd", root / "templates" / "images" / "fw.fd")
+    template = 'template "t" {\n    type sev\n    firmware "../images/fw.fd"\n}\n'
+    (root / "templates" / "base.sevm").write_text(template)
+    (root / "templates" / "v2" / "base.sevm").write_text(template)
+    guest = root / "guests" / "g.sevm"
+    guest.write_text('import "../templates/base.sevm"\nvm "g" extends "t" {\n    vcpus 1\n}\n')
+    git(root, "init", "-q")
+    _commit(root, "one")
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--fail-on", "measurement")
+    assert status == 0 and data["changes"] == []  # the same tree elsewhere: no change
+    guest.write_text(guest.read_text().replace("templates/base", "templates/v2/base"))
+    status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--fail-on", "measurement")
+    assert status == 1 and _paths(data) == [("vm.g.firmware", "measurement")]
+    assert data["changes"][0]["new"] == "../images/fw.fd (resolves to ../templates/images/fw.fd)"

@@ -7,6 +7,8 @@ as code, in the order a reviewer reads a manifest.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Iterator
 
 from ..model import POLICY_FIELDS, VM, Artefact, GuestType, PolicyBit
@@ -93,17 +95,33 @@ def _kernel_hashes(old: VM, new: VM) -> Iterator[RawChange]:
 
 
 def _artefacts(old: VM, new: VM) -> Iterator[RawChange]:
-    yield from _artefact("firmware", old.firmware, new.firmware, True, new)
-    yield from _artefact("kernel", old.kernel, new.kernel, new.measured_boot, new)
-    yield from _artefact("initrd", old.initrd, new.initrd, new.measured_boot, new)
+    yield from _artefact("firmware", old.firmware, new.firmware, True, old, new)
+    yield from _artefact("kernel", old.kernel, new.kernel, new.measured_boot, old, new)
+    yield from _artefact("initrd", old.initrd, new.initrd, new.measured_boot, old, new)
+
+
+def resolves_to(artefact: Artefact, vm: VM) -> str:
+    """Where ``artefact`` resolves, relative to the directory of the vm's manifest: the same
+    wherever the tree is checked out (``--git`` compiles the old side elsewhere).  An
+    absolute path as written stays absolute."""
+    if os.path.isabs(artefact.written):
+        return os.path.normpath(artefact.written)
+    return os.path.relpath(artefact.path, os.path.dirname(os.path.abspath(vm.file)))
 
 
 def _artefact(role: str, was: Artefact | None, now: Artefact | None, measured: bool,
-              new: VM) -> Iterator[RawChange]:
+              old: VM, new: VM) -> Iterator[RawChange]:
     if was is None and now is None:
         return
     if was is None or now is None or was.written != now.written:
         yield _artefact_file(role, was, now, measured, new)
+    elif resolves_to(was, old) != resolves_to(now, new):  # same text, another file
+        change = _artefact_file(role, was, now, measured, new)
+        yield dataclasses.replace(
+            change, old=f"{was.written} (resolves to {resolves_to(was, old)})",
+            new=f"{now.written} (resolves to {resolves_to(now, new)})",
+            why=f"the same path, relative to another template, resolves to another file "
+            f"(shown relative to the vm's manifest); {change.why}")
     if was is not None and now is not None and was.sha256 != now.sha256:
         yield _artefact_pin(role, was.sha256, now.sha256, measured)
 
