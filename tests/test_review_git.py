@@ -1,6 +1,7 @@
 """`sevm diff --git REV` against real temporary git repositories."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -298,3 +299,30 @@ def test_moved_template_swapping_an_unpinned_artefact(tmp_path, monkeypatch, cap
     status, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--fail-on", "measurement")
     assert status == 1 and _paths(data) == [("vm.g.firmware", "measurement")]
     assert data["changes"][0]["new"] == "../images/fw.fd (resolves to ../templates/images/fw.fd)"
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+def test_digests_with_artefacts_outside_the_repository(tmp_path, monkeypatch, capsys, pinned):
+    images = tmp_path / "images"  # next to the repository, not in it
+    images.mkdir()
+    text = MEASURED
+    for name in ("OVMF.synthetic-amdsev.fd", "vmlinuz.synthetic"):
+        shutil.copy(IMAGES / name, images / name)
+        pin = f' sha256 "{hashlib.sha256((images / name).read_bytes()).hexdigest()}"'
+        text = text.replace(f'"{name}"', f'"../images/{name}"' + (pin if pinned else ""))
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "m.sevm").write_text(text)
+    git(root, "init", "-q")
+    _commit(root, "one")
+    old = _expected_digests(root / "m.sevm")
+    (root / "m.sevm").write_text(text.replace("ttyS0", "ttyS1"))
+    _, data = _json(monkeypatch, capsys, root, "--git", "HEAD", "--digests")
+    [table] = data["digests"]
+    if pinned:  # the pin proves the working tree's file is the committed one
+        assert table["unavailable"] is None
+        assert [r["old"] for r in table["variants"]] == [old[1], old[2]]
+    else:
+        assert table["unavailable"].startswith(
+            "digests unavailable for vm m: cannot read firmware ../images/OVMF.synthetic-amdsev.fd"
+            " (not read at HEAD: outside the repository and not pinned)")

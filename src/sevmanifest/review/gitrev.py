@@ -75,6 +75,7 @@ class Revision:
         self.entries = _tree(git(root, "ls-tree", "-r", "-z", "--full-tree", self.commit))
         self.paths = set(self.entries)
         self._written: set[str] = set()
+        self._not_read: dict[str, str] = {}  # stand-in path -> the artefact as written
         self._tmp = tempfile.TemporaryDirectory(prefix="sevm-diff-")
         self.dir = Path(self._tmp.name).resolve()
         self._links()
@@ -158,22 +159,40 @@ class Revision:
 
     def note(self, message: str) -> str:
         """A problem with the OLD side, naming ``REV:path`` instead of the temporary copy."""
+        for unread, written in self._not_read.items():
+            message = message.replace(unread, f"{written} (not read at {self.rev}: outside "
+                                              "the repository and not pinned)")
         prefix = str(self.dir) + os.sep
         if prefix not in message:
             return message
         return (message.replace(prefix, f"{self.rev}:") + " (an artefact that git does not track "
                 "is only compared when pinned)")
 
+    def _unread(self, written: str) -> Path:
+        """A path in the private directory that does not exist, standing for the artefact at
+        ``written`` (relative to the repository), which the old side does not read."""
+        unread = self.dir / ".not-read" / str(len(self._not_read))
+        self._not_read[str(unread)] = Path(written).as_posix()
+        return unread
+
     def with_artefacts(self, vm: VM) -> VM:
         """``vm`` with its artefacts readable: from the revision when it tracks them, else the
         working tree's file if the artefact is pinned (the measurement engine checks the
-        pin); an unpinned, untracked artefact stays missing (digests unavailable)."""
+        pin); an unpinned, untracked artefact stays missing (digests unavailable).  A path
+        outside the repository is the working tree's file at the same place, if pinned."""
         replaced = {}
         for artefact in vm.artefacts:
             written = os.path.relpath(artefact.path, self.dir)  # lexical: the old side's layout
             if written == os.pardir or written.startswith(os.pardir + os.sep):
+                outside = Path(os.path.normpath(self.root / written))
+                if artefact.sha256 and outside.is_file():
+                    replaced[artefact.role] = dataclasses.replace(artefact, path=outside)
+                else:  # never read whatever happens to lie next to the private directory
+                    replaced[artefact.role] = dataclasses.replace(artefact,
+                                                                  path=self._unread(written))
                 continue
             if not self._inside(artefact.path):  # a link that led out was not made
+                replaced[artefact.role] = dataclasses.replace(artefact, path=self._unread(written))
                 continue
             # the links are all in place, so the real path is the blob to write
             relative = Path(os.path.realpath(artefact.path)).relative_to(self.dir).as_posix()
