@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +242,21 @@ def test_colour_when_stdout_is_a_terminal(tmp_path):
     os.close(leader)
     assert proc.returncode == 0
     assert b"\x1b[1;31mweakens\x1b[0m" in b"".join(chunks)
+
+
+def test_digest_rows_follow_the_cpu_signature_not_its_name(tmp_path):
+    """"EPYC-Milan" renamed "EPYC-Milan-v2" (the same CPUID signature) is the same variant:
+    its rows are aligned old against new, not shown as removed and added."""
+    repo = Path(__file__).resolve().parents[1] / "manifests"
+    shutil.copytree(repo / "images", tmp_path / "images")
+    text = (repo / "sev-es-direct.sevm").read_text().replace("vcpus 1, 2, 4, 8", "vcpus 1, 2")
+    (tmp_path / "o.sevm").write_text(text)
+    (tmp_path / "n.sevm").write_text(text.replace('cpu "EPYC-Milan"', 'cpu "EPYC-Milan-v2"')
+                                     .replace('ro"', 'ro quiet"'))
+    done = run_sevm("diff", "o.sevm", "n.sevm", "--digests", "--format", "json", cwd=tmp_path)
+    [table] = json.loads(done.stdout)["digests"]
+    rows = table["variants"]
+    assert len(rows) == 2 and all(r["old"] and r["new"] and r["old"] != r["new"] for r in rows)
+    measured = json.loads(run_sevm("measure", "o.sevm", "--format", "json", cwd=tmp_path).stdout)
+    old = [v["launch_digest"] for vm in measured["vms"] for v in vm["variants"]]
+    assert [r["old"] for r in rows] == old

@@ -49,16 +49,28 @@ def digest_table(old: VM | None, new: VM | None,
         after = _launch_digests(new)
     except _Unavailable as exc:
         return VmDigests(name, unavailable=str(exc))
-    labels = list(after) + [label for label in before if label not in after]
-    return VmDigests(name, tuple(DigestRow(label, before.get(label), after.get(label))
-                                 for label in labels))
+    keys = list(after) + [key for key in before if key not in after]
+    return VmDigests(name, tuple(
+        DigestRow((after.get(key) or before[key])[0], _digest(before, key), _digest(after, key))
+        for key in keys))
+
+
+def _variant_key(variant: Variant) -> tuple:
+    """What the digest depends on: a CPU renamed with the same signature ("EPYC-Milan" to
+    "EPYC-Milan-v2") is the same row, aligned old against new."""
+    return (variant.vcpus, variant.cpu.signature if variant.cpu else None, variant.vmm,
+            variant.legacy_vm_type, variant.sev_features)
+
+
+def _digest(table: dict, key) -> str | None:
+    return table[key][1] if key in table else None
 
 
 class _Unavailable(Exception):
     pass
 
 
-def _launch_digests(vm: VM | None) -> dict[str, str]:
+def _launch_digests(vm: VM | None) -> dict[tuple, tuple[str, str]]:
     if vm is None:
         return {}
     from ..lock.guard import check_matrix_size
@@ -73,7 +85,8 @@ def _launch_digests(vm: VM | None) -> dict[str, str]:
                            f"{exc.diagnostics[0].message}") from None
     except (ImportError, OSError, ValueError) as exc:
         raise _Unavailable(f"digests unavailable for vm {vm.name}: {exc}") from None
-    return {variant_label(v.variant): _hex(v.launch_digest) for v in measured.variants}
+    return {_variant_key(v.variant): (variant_label(v.variant), _hex(v.launch_digest))
+            for v in measured.variants}
 
 
 def _hex(value: bytes | str) -> str:
