@@ -118,3 +118,14 @@ def sev_snp_measure_init2(vcpus: int, cpu: str, cmdline: str) -> str:
          "--ovmf", str(IMAGES / FIRMWARE), "--kernel", str(IMAGES / KERNEL),
          "--initrd", str(IMAGES / INITRD), "--append", cmdline, "--output-format", "base64"],
         capture_output=True, text=True, check=True).stdout.strip()
+
+
+def compiled(vms: Path, text: str, name: str = "web.sevm"):
+    """Write ``vms/name``, compile and measure it: (manifest, measurements)."""
+    from sevmanifest.frontend import compile_text
+    from sevmanifest.measure.digest import compute_many
+    path = vms / name
+    path.write_text(text)
+    result = compile_text(text, str(path))
+    assert result.ok, result.diagnostics
+    return result.manifest, compute_many(list(result.manifest.vms))

@@ -13,26 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sevmanifest.diagnostics import EXIT_FAILED, EXIT_USAGE, exit_code
-from sevmanifest.frontend import compile_text
 from sevmanifest.lock.lockfile import check_locked, lock_path, render_lock, write_lock
 from sevmanifest.lock.reference import reference_document
-from sevmanifest.lock.stale import compare_documents
-from sevmanifest.measure.digest import compute_many
+from sevmanifest.lock.stale import _typed, compare_documents
 
-from lock_support import make_repo, read_lock, stray_temp_files, vm_text
+from lock_support import compiled, make_repo, read_lock, stray_temp_files, vm_text
 
 
 @pytest.fixture
 def vms(tmp_path):
     return make_repo(tmp_path)
-
-
-def compiled(vms, text: str, name: str = "web.sevm"):
-    path = vms / name
-    path.write_text(text)
-    result = compile_text(text, str(path))
-    assert result.ok, result.diagnostics
-    return result.manifest, compute_many(list(result.manifest.vms))
 
 
 def errors(diagnostics):
@@ -310,8 +300,9 @@ def test_any_edit_of_a_lock_is_reported_never_crashes(locked_pair, data):
     else:
         parent[path[-1]] = data.draw(TOML_VALUES)
     diagnostics = compare_documents(doc, current, lock="web.sevm.lock", manifest=manifest)
-    edited = {k: v for k, v in doc.items() if k != "lock_version"} != \
-        {k: v for k, v in original.items() if k != "lock_version"}
+    # typed: TOML's true is not its 1 (Python's True == 1)
+    edited = _typed({k: v for k, v in doc.items() if k != "lock_version"}) != \
+        _typed({k: v for k, v in original.items() if k != "lock_version"})
     if edited:
         assert any(d.is_error for d in diagnostics), (path, doc)
     else:

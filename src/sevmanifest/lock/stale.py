@@ -29,10 +29,39 @@ def _tables(value, where: str) -> list[dict]:
     return [_table(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
+# The keys ``sevm lock`` writes (``reference.reference_document``).  A lock with another key
+# is in a format this sevm does not know: refused, not guessed at (like another lock_version).
+TOP_KEYS = frozenset({"lock_version", "manifest", "vms"})
+VM_KEYS = frozenset({"name", "type", "policy", "artifacts", "variants"})
+ARTEFACT_KEYS = frozenset({"path", "size", "sha256"})
+VARIANT_KEYS = frozenset({"vcpus", "cpu", "cpu_signature", "vmm", "legacy_vm_type",
+                          "sev_features", "policy", "launch_digest", "launch_digest_base64"})
+
+
+def _same(a, b) -> bool:
+    """TOML's equality: ``true`` is not ``1`` and ``1.0`` is not ``1`` (as they are in Python)."""
+    return _typed(a) == _typed(b)
+
+
+def _typed(value):
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value), value)
+
+
+def _known_keys(table: dict, known: frozenset, where: str) -> None:
+    unknown = sorted(map(repr, table.keys() - known))
+    if unknown:
+        raise _Shape(f"{where} has a key sevm does not write: {', '.join(unknown)}")
+
+
 def _vms_by_name(doc: dict, where: str) -> dict[str, dict]:
     """The locked vms by name, every value the comparison reads checked for its shape.  A
     name twice is refused: which of the two would be the reference value?  (TOML refuses a
     key twice for the same reason; the comparison must never pick one silently.)"""
+    _known_keys(doc, TOP_KEYS, "the lock")
     out = {}
     for i, vm in enumerate(_tables(doc.get("vms"), where)):
         name = vm.get("name")
@@ -40,8 +69,15 @@ def _vms_by_name(doc: dict, where: str) -> dict[str, dict]:
             raise _Shape(f"vms[{i}] has no name")
         if name in out:
             raise _Shape(f"vm {name!r} appears twice (vms[{i}])")
-        _table(vm.get("artifacts"), f"vm {name!r} artifacts")
-        _tables(vm.get("variants"), f"vm {name!r} variants")
+        _known_keys(vm, VM_KEYS, f"vm {name!r}")
+        artefacts = _table(vm.get("artifacts"), f"vm {name!r} artifacts")
+        for role, table in artefacts.items():
+            if role not in ROLES:
+                raise _Shape(f"vm {name!r} artifacts has an unknown role {role!r}")
+            _known_keys(_table(table, f"vm {name!r} artifacts.{role}"), ARTEFACT_KEYS,
+                        f"vm {name!r} artifacts.{role}")
+        for j, params in enumerate(_tables(vm.get("variants"), f"vm {name!r} variants")):
+            _known_keys(params, VARIANT_KEYS, f"vm {name!r} variants[{j}]")
         out[name] = vm
     return out
 
@@ -89,7 +125,7 @@ def compare_documents(locked: dict, current: dict, *, lock: str,
 
 def _compare_fields(prefix: str, old: dict, new: dict, fields: tuple[str, ...]) -> list[Diagnostic]:
     return [error(f"{prefix}: {field} changed from {old.get(field)!r} to {new[field]!r}")
-            for field in fields if old.get(field) != new[field]]
+            for field in fields if not _same(old.get(field), new[field])]
 
 
 def _compare_artefacts(prefix: str, old: dict, new: dict, vm) -> list[Diagnostic]:
@@ -97,7 +133,7 @@ def _compare_artefacts(prefix: str, old: dict, new: dict, vm) -> list[Diagnostic
     spans = {a.role: a.span for a in vm.artefacts} if vm else {}
     for role in ROLES:
         before, after = old.get(role), new.get(role)
-        if before == after:
+        if _same(before, after):
             continue
         if not isinstance(before, dict):
             out.append(error(f"{prefix}: {role} {after['path']} is not in the lock",
@@ -110,11 +146,11 @@ def _compare_artefacts(prefix: str, old: dict, new: dict, vm) -> list[Diagnostic
 
 
 def _artefact_change(prefix: str, role: str, before: dict, after: dict, span) -> Diagnostic:
-    if before.get("sha256") != after["sha256"]:
+    if not _same(before.get("sha256"), after["sha256"]):
         return error(f"{prefix}: {role} {after['path']} changed since it was locked", span,
                      notes=(f"locked sha256 {before.get('sha256')} ({before.get('size')} bytes)",
                             f"now    sha256 {after['sha256']} ({after['size']} bytes)"))
-    if before.get("path") != after["path"]:
+    if not _same(before.get("path"), after["path"]):
         return error(f"{prefix}: {role} path changed from {before.get('path')!r} to "
                      f"{after['path']!r} (same content)", span)
     return error(f"{prefix}: {role} {after['path']}: locked size {before.get('size')!r} "
@@ -128,7 +164,7 @@ def _compare_variants(prefix: str, old: dict[str, dict], new: dict[str, dict]) -
         if before is None:
             messages.append((f"new variant {key} is not in the lock "
                              f"(launch digest {params['launch_digest']})", ()))
-        elif before != params:
+        elif not _same(before, params):
             messages.append(_variant_change(key, before, params))
     messages += [(f"locked variant {key} no longer exists", ()) for key in sorted(old.keys() - new.keys())]
     out = [error(f"{prefix}: {text}", notes=notes) for text, notes in messages[:MAX_VARIANT_REPORTS]]
@@ -139,9 +175,9 @@ def _compare_variants(prefix: str, old: dict[str, dict], new: dict[str, dict]) -
 
 
 def _variant_change(key: str, before: dict, after: dict) -> tuple[str, tuple[str, ...]]:
-    if before.get("launch_digest") != after["launch_digest"]:
+    if not _same(before.get("launch_digest"), after["launch_digest"]):
         return (f"variant {key}: launch digest changed",
                 (f"locked {before.get('launch_digest')}", f"now    {after['launch_digest']}"))
-    fields = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    fields = sorted(k for k in before.keys() | after.keys() if not _same(before.get(k), after.get(k)))
     notes = tuple(f"{k}: locked {before.get(k)!r}, now {after.get(k)!r}" for k in fields)
     return f"variant {key}: {', '.join(fields)} changed", notes
