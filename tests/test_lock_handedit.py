@@ -210,3 +210,11 @@ def test_value_of_another_toml_type_is_a_change(vms, old, new):
     (vms / "web.sevm.lock").write_text(lock.replace(old, new, 1))
     diagnostics = check_locked(manifest, measurements)
     assert exit_code(diagnostics) == 1, [d.message for d in diagnostics]
+
+
+@pytest.mark.parametrize("value", ["true", "1.0"])
+def test_lock_version_that_only_python_thinks_is_1_is_refused(vms, value):
+    manifest, measurements, lock = locked_text(vms)
+    message = unusable(vms, manifest, measurements,
+                       lock.replace("lock_version = 1\n", f"lock_version = {value}\n"))
+    assert "lock_version is " in message and "this sevm reads version 1" in message

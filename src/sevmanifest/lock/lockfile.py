@@ -109,7 +109,7 @@ def read_lock(path: Path) -> dict | None:
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise LockUnreadable("it is not valid TOML: arrays or tables nested too deeply") from None
     version = doc.get("lock_version")
-    if version != LOCK_VERSION:
+    if type(version) is not int or version != LOCK_VERSION:  # not true, not 1.0
         raise LockUnreadable(f"lock_version is {version!r}; this sevm reads version {LOCK_VERSION}")
     return doc
 
