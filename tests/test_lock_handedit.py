@@ -2,7 +2,11 @@
 values differ from what `sevm lock` writes as current, and never fails with a traceback."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -218,3 +222,22 @@ def test_lock_version_that_only_python_thinks_is_1_is_refused(vms, value):
     message = unusable(vms, manifest, measurements,
                        lock.replace("lock_version = 1\n", f"lock_version = {value}\n"))
     assert "lock_version is " in message and "this sevm reads version 1" in message
+
+
+def test_a_file_name_with_a_line_break_cannot_write_toml_into_the_lock(tmp_path):
+    """The lock's header comment names the manifest: "evil\\nlock_version = 1\\n#.sevm" ended
+    the comment and wrote its own TOML line (the lock no longer parsed)."""
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+    repo = Path(__file__).resolve().parents[1] / "manifests"
+    shutil.copytree(repo / "images", tmp_path / "images")
+    name = "evil\nlock_version = 1\n#.sevm"
+    shutil.copy(repo / "sev-es-direct.sevm", tmp_path / name)
+    run = [sys.executable, "-m", "sevmanifest"]
+    assert subprocess.run(run + ["lock", name], cwd=tmp_path).returncode == 0
+    lock = (tmp_path / (name + ".lock")).read_bytes()
+    document = tomllib.loads(lock.decode())
+    assert document["lock_version"] == 1 and b"\nlock_version = 1\n#.sevm" not in lock
+    assert subprocess.run(run + ["check", "--locked", name], cwd=tmp_path).returncode == 0
