@@ -241,3 +241,20 @@ def test_a_file_name_with_a_line_break_cannot_write_toml_into_the_lock(tmp_path)
     document = tomllib.loads(lock.decode())
     assert document["lock_version"] == 1 and b"\nlock_version = 1\n#.sevm" not in lock
     assert subprocess.run(run + ["check", "--locked", name], cwd=tmp_path).returncode == 0
+
+
+def test_a_lock_of_another_manifest_is_stale(tmp_path):
+    """A copied web.sevm and its lock renamed to web2.sevm(.lock): the lock still says
+    manifest = "web.sevm", which `sevm lock web2.sevm` would not write."""
+    repo = Path(__file__).resolve().parents[1] / "manifests"
+    shutil.copytree(repo / "images", tmp_path / "images")
+    shutil.copy(repo / "sev-es-direct.sevm", tmp_path / "web.sevm")
+    run = [sys.executable, "-m", "sevmanifest"]
+    assert subprocess.run(run + ["lock", "web.sevm"], cwd=tmp_path).returncode == 0
+    shutil.copy(tmp_path / "web.sevm", tmp_path / "web2.sevm")
+    shutil.copy(tmp_path / "web.sevm.lock", tmp_path / "web2.sevm.lock")
+    for extra in ([], ["--no-cache"]):
+        done = subprocess.run(run + ["check", "--locked", *extra, "web2.sevm"], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        assert "the lock is for manifest 'web.sevm', not 'web2.sevm'" in done.stderr

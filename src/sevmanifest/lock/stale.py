@@ -107,6 +107,9 @@ def compare_documents(locked: dict, current: dict, *, lock: str,
     new_vms = {vm["name"]: vm for vm in current["vms"]}
     spans = {vm.name: vm for vm in manifest.vms}
     out: list[Diagnostic] = []
+    if not _same(locked.get("manifest"), current["manifest"]):  # a lock copied from elsewhere
+        out.append(error(f"{lock}: the lock is for manifest {locked.get('manifest')!r}, not "
+                         f"{current['manifest']!r}"))
     for name, new in new_vms.items():
         vm = spans.get(name)
         if name not in old_vms:
