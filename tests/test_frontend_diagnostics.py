@@ -12,6 +12,7 @@ import pytest
 from frontend_support import PIN, assert_diag, compile_files, errors, find, vm, warnings, write
 from sevmanifest.diagnostics import EXIT_FAILED, EXIT_USAGE, exit_code, format_diagnostic
 from sevmanifest.frontend import compile_file, compile_text
+from sevmanifest.diagnostics import cap_for_display
 from sevmanifest.frontend.compile import MAX_DIAGNOSTICS
 from sevmanifest.frontend.parse import MAX_LIST_VALUES, MAX_NUMBER_DIGITS
 from sevmanifest.frontend.resolve import MAX_EXTENDS_DEPTH, MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES
@@ -391,12 +392,18 @@ def test_list_length_limit():
 
 
 def test_diagnostics_are_capped():
+    """The front end keeps at most MAX_DIAGNOSTICS errors and every warning (the lint
+    configuration decides about those); a command prints at most MAX_DIAGNOSTICS, errors
+    first, then the notes of what was left out."""
     text = vm(*[f'machine "m{i}"' for i in range(MAX_DIAGNOSTICS + 50)])
     result = check(text)
-    assert len(result.diagnostics) == MAX_DIAGNOSTICS + 1
+    assert len(errors(result)) == MAX_DIAGNOSTICS and len(warnings(result)) == 3
     note = result.diagnostics[-1]
-    assert note.severity.value == "note" and note.message.endswith("more diagnostics not shown")
-    assert all(d.is_error for d in result.diagnostics[:-1])  # errors are kept before warnings
+    assert note.severity.value == "note" and note.message == "49 more diagnostics not shown"
+    shown = cap_for_display(result.diagnostics)
+    assert [d.message for d in shown[-2:]] == ["49 more diagnostics not shown",
+                                               "3 more diagnostics not shown"]
+    assert len(shown) == MAX_DIAGNOSTICS + 2 and all(d.is_error for d in shown[:-2])
 
 
 # ---- lint rules: ids, names, positions ------------------------------------------------------------

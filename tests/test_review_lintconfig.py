@@ -166,3 +166,50 @@ def test_configuration_errors_point_at_the_line_in_the_table(tmp_path, name, tex
     assert d.span.file == str(config_file) and d.span.line == line, d.message
     for word in words:
         assert word in d.message
+
+
+GENERIC_FW = Path(__file__).resolve().parents[1] / "manifests" / "images" / "OVMF.synthetic-generic.fd"
+
+
+def _many_vms_then_debug_allowed(directory: Path) -> Path:
+    """70 vms with three warnings each, then one that allows debugging: more than the 200
+    diagnostics a command prints."""
+    (directory / ".git").mkdir()
+    (directory / "fw.fd").write_bytes(GENERIC_FW.read_bytes())
+    text = "".join(f'vm "v{i}" {{\n    firmware "fw.fd"\n}}\n' for i in range(70))
+    text += ('vm "last" {\n    type sev-es\n    cpu "EPYC"\n    firmware "fw.fd"\n'
+             '    policy {\n        debug allow\n    }\n}\n')
+    path = directory / "many.sevm"
+    path.write_text(text)
+    return path
+
+
+def test_a_raised_rule_is_applied_before_the_output_is_capped(tmp_path):
+    """The front end cut the output to 200 before the configuration raised SEVM101 to an
+    error: the debug-allowed vm passed `sevm check` with exit 0."""
+    path = _many_vms_then_debug_allowed(tmp_path)
+    (tmp_path / ".sevm.toml").write_text('error = ["debug-allowed"]\n')
+    done = run_sevm("check", str(path), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "error[SEVM101 debug-allowed]" in done.stderr
+    assert done.stderr.rstrip().endswith("more diagnostics not shown")
+
+
+def test_disabled_rules_leave_room_for_the_others(tmp_path):
+    path = _many_vms_then_debug_allowed(tmp_path)
+    (tmp_path / ".sevm.toml").write_text('disable = ["SEVM102", "SEVM104", "SEVM105"]\n')
+    done = run_sevm("check", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "warning[SEVM101 debug-allowed]" in done.stderr and "not shown" not in done.stderr
+
+
+def test_firmware_errors_are_in_position_order_with_the_warnings(tmp_path):
+    (tmp_path / "fw.fd").write_bytes(GENERIC_FW.read_bytes())
+    (tmp_path / "k").write_bytes(b"")
+    path = tmp_path / "f.sevm"
+    path.write_text('vm "f" {\n    firmware "fw.fd"\n    kernel "k"\n    kernel-hashes on\n'
+                    '    policy {\n        debug allow\n    }\n}\n')
+    done = run_sevm("check", str(path), cwd=tmp_path)
+    heads = [line.split(": ")[0] for line in done.stderr.splitlines() if line.startswith(str(path))]
+    lines = [tuple(int(x) for x in head.rsplit(":", 2)[1:]) for head in heads]
+    assert lines == sorted(lines) and (2, 5) in lines, done.stderr

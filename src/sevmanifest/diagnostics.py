@@ -83,6 +83,37 @@ class SourceCache:
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 
+# A hostile manifest can make one problem per line; nobody reads past the first few
+# hundred, and printing them all (with source excerpts) would be megabytes of output.
+MAX_DIAGNOSTICS = 200
+
+
+def cap_for_display(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """What a command prints: at most MAX_DIAGNOSTICS, errors first (fatal ones above
+    all), in position order, then the notes of what was left out."""
+    left = [d for d in diagnostics if _is_left_out_note(d)]
+    found = [d for d in diagnostics if not _is_left_out_note(d)]
+    if len(found) > MAX_DIAGNOSTICS:
+        ranked = sorted(found, key=lambda d: (not d.fatal_input, not d.is_error))
+        left.append(left_out_note(len(found) - MAX_DIAGNOSTICS))
+        found = ranked[:MAX_DIAGNOSTICS]
+    return sorted(found, key=by_position) + left
+
+
+def left_out_note(count: int) -> Diagnostic:
+    return Diagnostic(Severity.NOTE, f"{count} more diagnostics not shown")
+
+
+def _is_left_out_note(d: Diagnostic) -> bool:
+    return d.span is None and d.severity is Severity.NOTE and d.message.endswith(" not shown")
+
+
+def by_position(d: Diagnostic):
+    """Sort key: file, line, column (diagnostics without a place first)."""
+    span = d.span
+    return (span.file, span.line, span.column) if span else ("", 0, 0)
+
+
 def escape_unprintable(text: str, escapes: dict[str, str] | None = None) -> str:
     """``text`` with what a terminal or a CI log would act on (control and format
     characters, line separators, bytes that are not UTF-8) written as manifest escapes:

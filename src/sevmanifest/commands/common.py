@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from ..diagnostics import Diagnostic, DiagnosticError, SourceCache, error, format_diagnostic
+from ..diagnostics import (Diagnostic, DiagnosticError, SourceCache, cap_for_display, error,
+                           format_diagnostic)
 from ..model import VM, Manifest
 
 _SOURCES = SourceCache()
@@ -93,7 +94,9 @@ def _checked(path: str, manifest: Manifest | None, diagnostics: list[Diagnostic]
         diagnostics += matrix_diagnostics(manifest)
     if firmware_checks and ok:
         diagnostics += _firmware_diagnostics(manifest)
-    return diagnostics
+    # capped only now: a warning the configuration raises to an error must not have been
+    # cut off among hundreds of others (a debug-allowed vm then passed with exit 0)
+    return cap_for_display(diagnostics)
 
 
 def _compiled(path: str, pending: list | None = None,

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 
-from ..diagnostics import Diagnostic, Severity, SourceCache, error
+from ..diagnostics import (MAX_DIAGNOSTICS, Diagnostic, SourceCache, by_position, error,
+                           left_out_note)
 from ..model import Manifest, Span
 from . import ast
 from .lint import lint
 from .lower import lower_vm
 from .resolve import Loaded, load, resolve
 
-# A hostile manifest can make one problem per line; nobody reads past the first few
-# hundred, and printing them all (with source excerpts) would be megabytes of output.
-MAX_DIAGNOSTICS = 200
+__all__ = ["MAX_DIAGNOSTICS", "Compilation", "compile_file", "compile_text"]
 
 
 class Compilation:
@@ -60,21 +59,19 @@ def _compile(loaded: Loaded, path: str, lint_rules: bool) -> Compilation:
         result.diagnostics.append(error("empty manifest: it declares no vm, template or import",
                                         Span(path, 1, 1, 1, 1)))
     result.manifest = Manifest(path, tuple(vms))
-    result.diagnostics = _capped(sorted(result.diagnostics, key=_order))
+    result.diagnostics = _capped(sorted(result.diagnostics, key=by_position))
     return result
 
 
 def _capped(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """At most MAX_DIAGNOSTICS, errors first (fatal ones above all: they set the exit
-    status), then a note with the number left out."""
-    if len(diagnostics) <= MAX_DIAGNOSTICS:
+    """At most MAX_DIAGNOSTICS errors (fatal ones first: they set the exit status), then a
+    note with the number left out.  Warnings are all kept (a few per vm): the lint
+    configuration may raise one to an error or disable others, so which to show is decided
+    after it (``cap_for_display``)."""
+    errors = [d for d in diagnostics if d.is_error]
+    if len(errors) <= MAX_DIAGNOSTICS:
         return diagnostics
-    ranked = sorted(diagnostics, key=lambda d: (not d.fatal_input, not d.is_error))
-    kept = sorted(ranked[:MAX_DIAGNOSTICS], key=_order)
-    left = len(diagnostics) - MAX_DIAGNOSTICS
-    return kept + [Diagnostic(Severity.NOTE, f"{left} more diagnostics not shown")]
+    kept = sorted(errors, key=lambda d: not d.fatal_input)[:MAX_DIAGNOSTICS]
+    rest = [d for d in diagnostics if not d.is_error]
+    return sorted(kept + rest, key=by_position) + [left_out_note(len(errors) - MAX_DIAGNOSTICS)]
 
-
-def _order(d: Diagnostic):
-    span = d.span
-    return (span.file, span.line, span.column) if span else ("", 0, 0)
