@@ -98,6 +98,8 @@ def test_sandbox_blocks_python_internals(tmp_path: Path, source):
     ('{{ "{:>999999999}".format(vm.name) }}', "it needs more than 256 MiB of memory"),
     ("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{{ vm.name * 20 }}"
      "{% endfor %}{% endfor %}", "its output exceeds 16777216 characters"),
+    # a macro calling itself: RecursionError was an internal error (exit 3)
+    ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "it recurses without end"),
 ])
 def test_a_template_cannot_build_something_huge(tmp_path: Path, source, message):
     """One expression or a nested loop: refused (1.5 GB and 13 s for the first before)."""
@@ -111,6 +113,26 @@ def test_the_memory_limit_is_lifted_after_the_render(tmp_path: Path):
     _user_error(tmp_path, '{{ "x" | center(999999999) }}')
     _user(tmp_path, "{{ vm.name }}")
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_other_threads_of_a_library_caller_do_not_meet_the_memory_limit(tmp_path: Path,
+                                                                         monkeypatch):
+    """RLIMIT_AS is the process's: set while another thread runs, that thread's allocations
+    failed with MemoryError.  It is set only while the render is the process's one thread."""
+    import resource
+    import threading
+    limits = []
+    real = resource.setrlimit
+    monkeypatch.setattr(resource, "setrlimit", lambda *a: (limits.append(a[0]), real(*a))[1])
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _user(tmp_path, "{{ vm.name }}")
+    finally:
+        stop.set()
+        other.join()
+    assert resource.RLIMIT_AS not in limits
 
 
 def test_reasonable_repetition_and_powers_still_render(tmp_path: Path):

@@ -55,6 +55,9 @@ def _render(env: jinja2.Environment, name: str, file: str, context: dict,
     except TemplateLimit as exc:
         raise DiagnosticError(error(f"template stopped: {exc}",
                                     _span(file, _template_line(exc, file)), fatal_input=True))
+    except RecursionError as exc:  # a macro that calls itself without end
+        raise DiagnosticError(error("template stopped: it recurses without end",
+                                    _span(file, _template_line(exc, file)), fatal_input=True))
     except MemoryError as exc:
         raise DiagnosticError(error(f"template stopped: it needs more than "
                                     f"{USER_TEMPLATE_MEMORY >> 20} MiB of memory",
@@ -123,8 +126,9 @@ def _deadline(seconds: float):
 @contextlib.contextmanager
 def _memory_limit(extra: int):
     """At most ``extra`` more bytes of address space while the template renders: what
-    exceeds it is a MemoryError, not gigabytes allocated.  Only on the main thread (the
-    limit is the process's; a library caller's other threads should not meet it)."""
+    exceeds it is a MemoryError, not gigabytes allocated.  Only on the main thread and only
+    while it is the process's one thread: the limit is the process's, and a library
+    caller's other threads must not meet it (the output cap and the deadline still hold)."""
     import resource
     import threading
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -135,6 +139,7 @@ def _memory_limit(extra: int):
         mapped = None
     limit = None if mapped is None else mapped + extra
     if (threading.current_thread() is not threading.main_thread() or limit is None
+            or threading.active_count() > 1
             or (hard != resource.RLIM_INFINITY and limit > hard)
             or (soft != resource.RLIM_INFINITY and limit > soft)):
         yield
