@@ -1,6 +1,7 @@
 """The front end as one call: ``compile_file(path) -> Compilation``."""
 from __future__ import annotations
 
+import os
 
 from ..diagnostics import (MAX_DIAGNOSTICS, Diagnostic, SourceCache, by_position, error,
                            left_out_note)
@@ -29,13 +30,33 @@ class Compilation:
         return self.manifest is not None and not any(d.is_error for d in self.diagnostics)
 
 
-def compile_file(path: str, *, lint_rules: bool = True) -> Compilation:
-    """Compile the manifest at ``path`` (``-`` reads standard input)."""
+def compile_file(path: str | os.PathLike, *, lint_rules: bool = True) -> Compilation:
+    """Compile the manifest at ``path`` (a ``str`` or ``os.PathLike``; ``-`` reads standard
+    input)."""
+    path = os.fspath(path)  # the model and every diagnostic name files as str
+    gone = _working_directory_gone(path)
+    if gone is not None:
+        return Compilation(None, [gone], SourceCache({}), {})
     return _compile(load(path), path, lint_rules)
 
 
-def compile_text(text: str, path: str = "<string>", *, lint_rules: bool = True) -> Compilation:
+def _working_directory_gone(path: str) -> Diagnostic | None:
+    """Relative paths resolve against the working directory; when it was removed, every
+    ``os.path.abspath`` on the way would raise FileNotFoundError."""
+    if os.path.isabs(path):
+        return None
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return error(f"cannot read {path}: the working directory no longer exists",
+                     fatal_input=True)
+    return None
+
+
+def compile_text(text: str, path: str | os.PathLike = "<string>", *,
+                 lint_rules: bool = True) -> Compilation:
     """Compile manifest text; imports and artefact paths are relative to ``path``."""
+    path = os.fspath(path)
     return _compile(load(path, text=text), path, lint_rules)
 
 

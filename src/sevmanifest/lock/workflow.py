@@ -43,6 +43,7 @@ class LockRun:
 def lock_files(paths: Sequence[str], *, jobs: int | None = None,
                use_cache: bool = True) -> LockRun:
     """Write ``FILE.lock`` for every manifest that compiles and measures; report the others."""
+    paths = [os.fspath(p) for p in paths]
     refused = _stdin_refused(paths, "sevm lock")
     if refused:
         return LockRun(refused, [], [], exit_code(refused))
@@ -93,6 +94,7 @@ def check_locked_files(paths: list[str], *, jobs: int | None = None, use_cache: 
     included; compile warnings only with ``include_warnings`` (the caller usually printed
     them already).
     """
+    paths = [os.fspath(p) for p in paths]
     refused = _stdin_refused(paths, "sevm check --locked")
     if refused:
         return refused, exit_code(refused)
