@@ -460,6 +460,15 @@ def test_sevm107_not_for_machine_types_before_7_2(machine):
     assert "SEVM107" not in [d.rule for d in warnings(result)]
 
 
+@pytest.mark.parametrize("vmms, warned", [("ec2", False), ("gce", False), ("ec2, gce", False),
+                                          ("qemu", True), ("qemu, ec2", True)])
+def test_sevm106_only_where_the_profile_changes_the_vmsa(vmms, warned):
+    """ec2 and gce VMSAs do not depend on legacy-vm-type (one page either way): asking to
+    state it there was a false positive."""
+    result = check(vm("type sev-es", 'cpu "EPYC"', "host {", f"    vmm {vmms}", "}"))
+    assert ("SEVM106" in [d.rule for d in warnings(result)]) is warned
+
+
 def test_lint_can_be_turned_off():
     result = compile_text(vm("policy 0x0"), "/w/m.sevm", lint_rules=False)
     assert result.diagnostics == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, NamedTuple
 
 from ..diagnostics import Diagnostic, Severity
-from ..model import VM, GuestType, Span
+from ..model import VM, GuestType, Span, Vmm
 
 
 class Rule(NamedTuple):  # not a dataclass: ~1 ms less start-up
@@ -73,7 +73,7 @@ def _guest(vm: VM) -> Iterator[Diagnostic]:
     if vm.type is GuestType.SEV:
         yield _diag("SEVM105", "type sev leaves register state unprotected; consider type sev-es",
                     vm.origins.get("type") or vm.span)
-    elif not vm.host.profile_stated:
+    elif not vm.host.profile_stated and Vmm.QEMU in vm.host.vmms:  # (ec2, gce: one VMSA)
         yield _diag("SEVM106", "host profile not stated; assuming legacy-vm-type on",
                     vm.origins.get("type") or vm.span)
     if vm.measured_boot and vm.host.qemu_version == (7, 2) and not _machine_before_7_2(vm.machine):
