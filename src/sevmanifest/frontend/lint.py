@@ -36,7 +36,7 @@ RULES: tuple[Rule, ...] = (
     Rule("SEVM106", "host-profile-unstated", Severity.WARNING,
          "SEV-ES VMSA bytes depend on the host stack (legacy KVM init or KVM_SEV_INIT2); the "
          "manifest should say which with host { legacy-vm-type on|off } instead of relying on "
-         "the default (on). Only when `qemu` is among the vmms: ec2 and gce VMSAs are the same "
+         "the default (on). Only when qemu is among the vmms: ec2 and gce VMSAs are the same "
          "either way."),
     Rule("SEVM107", "qemu-7.2-rng-seed", Severity.WARNING,
          "QEMU 7.2.0 adds a random seed to the kernel blob for pc-*-7.2 machine types, so the "
