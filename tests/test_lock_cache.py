@@ -285,3 +285,17 @@ def test_concurrent_processes_share_the_cache_safely(tmp_path):
 def test_cache_module_exports_protocol_methods():
     from sevmanifest.measure.hashing import DigestCache  # noqa: F401  (the protocol exists)
     assert callable(cache_mod.DiskDigestCache.lookup) and callable(cache_mod.DiskDigestCache.store)
+
+
+def test_open_cache_hands_its_warning_to_a_library_caller(tmp_path, artefact, monkeypatch, capsys):
+    """A library caller's damaged cache entry printed "sevm: warning: ..." to its stderr."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SEVM_NO_CACHE", raising=False)
+    logged: list[str] = []
+    cache = open_cache(warn=logged.append)
+    entry = entry_file(cache, artefact)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_bytes(b"not json")
+    assert cache.lookup(artefact, os.stat(artefact)) is None
+    assert len(logged) == 1 and "corrupt digest cache entry" in logged[0]
+    assert capsys.readouterr() == ("", "")

@@ -167,9 +167,12 @@ class DiskDigestCache:
             self._warn(message)
 
 
-def open_cache(enabled: bool = True) -> DiskDigestCache | None:
-    """The cache a command should use: None with ``--no-cache`` or ``SEVM_NO_CACHE=1``."""
+def open_cache(enabled: bool = True, *,
+               warn: Callable[[str], None] = _stderr_warning) -> DiskDigestCache | None:
+    """The cache a command should use: None with ``--no-cache`` or ``SEVM_NO_CACHE=1``.
+    ``warn`` receives the one warning about a damaged or unwritable cache (the commands
+    print it to standard error; a library caller may log it instead)."""
     if not enabled or os.environ.get("SEVM_NO_CACHE", "") not in ("", "0"):
         return None
     directory = default_cache_dir()
-    return DiskDigestCache(directory) if directory is not None else None
+    return DiskDigestCache(directory, warn=warn) if directory is not None else None
