@@ -153,6 +153,11 @@ def test_a_path_longer_than_path_max_has_no_configuration(tmp_path):
      ["unknown setting 'extra'"], 4),
     (".sevm.toml", 'disable = ["SEVM104"]\n\n[error]\nx = 1\n', ["'error' must be a list"], 3),
     (".sevm.toml", 'disable = []\n\n[table]\ndisable = 1\n', ["unknown setting 'table'"], 3),
+    # a dotted key, an inline table: both were located at line 1
+    (".sevm.toml", '# lint settings\ndisable = ["SEVM104"]\nerror.rules = ["SEVM101"]\n',
+     ["'error' must be a list"], 3),
+    ("pyproject.toml", '[tool.poetry]\nname = "x"\n\n[tool]\nsevm = { disable = ["SEVM104"], '
+     'error = "SEVM101" }\n', ["'error' must be a list"], 5),
 ])
 def test_configuration_errors_point_at_the_line_in_the_table(tmp_path, name, text, words, line):
     """The first line anywhere in the file that held the word was reported (pylint's

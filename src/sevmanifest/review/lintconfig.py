@@ -188,7 +188,9 @@ def _line_of(path: Path, word: str, table: str | None = None, *,
     except DiagnosticError:
         return None
     escaped = re.escape(word)
-    pattern = re.compile(rf"^\s*(?:{escaped}|\"{escaped}\"|'{escaped}')\s*=" if key
+    # a key assigned (`disable =`) or dotted (`error.rules =`); an inline table's key
+    # (`sevm = { disable = … }`) is found by the word anywhere, the last resort
+    pattern = re.compile(rf"^\s*(?:{escaped}|\"{escaped}\"|'{escaped}')\s*[=.]" if key
                          else rf"(?<![\w-]){escaped}(?![\w-])")
     current, anywhere = None, None
     for number, line in enumerate(lines, start=1):
@@ -203,7 +205,7 @@ def _line_of(path: Path, word: str, table: str | None = None, *,
             if current == table:
                 return number
             anywhere = anywhere or number
-    return anywhere
+    return anywhere if anywhere or not key else _line_of(path, word)
 
 
 def _toml_error_line(message: str) -> int | None:
