@@ -61,9 +61,6 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
         escaped = " (\\\" is a quote inside it)" if text.find('"', pos + 1, end) != -1 else ""
         return (f"unterminated string: a string must end with '\"' on the same line{escaped}",
                 exc.line, exc.column, 1)
-    if text.startswith("\r", pos) and not text.startswith("\r\n", pos):
-        return ("a carriage return without a line feed: lines must end with \\n or \\r\\n",
-                exc.line, exc.column, 1)
     if start < pos:  # a keyword matched the front of a longer word ("types")
         return (f"unknown word {found}{_suggest(found, parser)}", exc.line, column, width)
     return (_message(set(exc.allowed or ()), found, parser), exc.line, column, width)
