@@ -35,7 +35,7 @@ def guest(tmp_path, monkeypatch):
     monkeypatch.setattr(earlyhash, "_found", {})
     monkeypatch.setattr(earlyhash, "_interval", [])
     monkeypatch.setattr(earlyhash, "_planned", {})
-    monkeypatch.setattr(earlyhash, "_plan_ready", threading.Event())
+    monkeypatch.setattr(earlyhash, "_unstarted", [])
     return tmp_path
 
 
@@ -183,7 +183,6 @@ def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, mon
     monkeypatch.setattr(earlyhash, "_hash", lambda path: (INITRD not in path or release.wait(60))
                         and real(path))
     earlyhash.start(["--no-cache", "m.sevm"])  # guesses from the old entry, then blocks
-    assert earlyhash._plan_ready.wait(60)  # (before the edit below replaces the entry)
     assert any(INITRD in path for path in earlyhash._planned)
     (guest / "m.sevm").write_text(text)
     done = _measure("--no-cache", "m.sevm")  # would hang here if it waited for the guess
@@ -191,6 +190,30 @@ def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, mon
     release.set()
     assert done["vms"][0]["artifacts"]["initrd"]["sha256"] == _sha256(other)
     assert earlyhash.results()  # the guess finished after all: unused, harmless
+
+
+def test_only_the_largest_file_is_hashed_beside_the_start_up(guest, monkeypatch):
+    """The initrd gets a thread at once; the kernel is left to the first caller of results(),
+    which has nothing else to do by then (a third busy thread slowed the initrd's)."""
+    hashed_by: dict[str, str] = {}
+    real = earlyhash._hash
+
+    def recording(path):
+        hashed_by[Path(path).name] = threading.current_thread().name
+        real(path)
+    monkeypatch.setattr(earlyhash, "_hash", recording)
+    earlyhash.start(["--no-cache", "fleet/db.sevm"])
+    earlyhash._thread.join()
+    assert hashed_by == {INITRD: "sevm-earlyhash"}
+    images = guest / "images"
+    assert earlyhash.results({os.path.realpath(images / INITRD)}).keys() == {
+        os.path.realpath(images / INITRD)}  # not wanted: not hashed
+    caller = threading.Thread(target=earlyhash.results, name="asker")
+    caller.start()
+    caller.join()
+    assert hashed_by == {INITRD: "sevm-earlyhash", KERNEL: "asker"}
+    assert _digests(earlyhash.results()) == {KERNEL: _sha256(images / KERNEL),
+                                             INITRD: _sha256(images / INITRD)}
 
 
 def _record_streams(monkeypatch, log: Path) -> None:
@@ -230,7 +253,7 @@ def test_lock_uses_what_was_hashed_early(guest, monkeypatch, count):
         names.append(f"g{i}.sevm")
     forked_with_threads = _guess_alive_at_fork(monkeypatch)
     earlyhash.start(["-j", "2", *names])  # as entry.py does for `sevm lock`
-    assert earlyhash._plan_ready.wait(60) and len(earlyhash._planned) == 2
+    assert len(earlyhash._planned) == 2
     log = guest / "streamed.txt"
     _record_streams(monkeypatch, log)
     assert main(["lock", "-j", "2", *names]) == 0
@@ -258,7 +281,7 @@ def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatc
                         and real(path))
     alive_at_fork = _guess_alive_at_fork(monkeypatch)
     earlyhash.start(names)
-    assert earlyhash._plan_ready.wait(60)
+    assert len(earlyhash._planned) == 2
     for name in names:  # edited: the guess is now wrong
         text = (guest / name).read_text()
         (guest / name).write_text(text.replace(f"images/{INITRD}", "other.img"))

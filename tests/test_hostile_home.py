@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import pwd
-import threading
 
 import pytest
 
@@ -29,7 +28,7 @@ def homeless(tmp_path, monkeypatch):
         raise KeyError(f"getpwuid(): uid not found: {uid}")
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     for name, fresh in (("_thread", None), ("_found", {}), ("_interval", []), ("_planned", {}),
-                        ("_plan_ready", threading.Event()), ("_owner", [])):
+                        ("_unstarted", []), ("_owner", [])):
         monkeypatch.setattr(earlyhash, name, fresh)  # this test's guess stays its own
     return vms
 

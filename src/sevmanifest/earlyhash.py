@@ -10,6 +10,13 @@ else.  The guess for an unchanged manifest is exact: its entry in the compiled-m
 cache has a header naming its kernel and initrd.  For a new or edited one it is the first
 ``kernel "…"`` and ``initrd "…"`` lines of its text, or of the files it imports.
 
+Only the largest file gets a thread of its own, and only once it is known: the guess is
+made in the calling thread first (~2 ms), because a thread that competes for the GIL with the
+main thread's imports took ~15 ms to make it.  The other files (the kernel) are hashed by the
+first thread that asks for the results, once it has nothing else to do: hashed beside the
+main thread's start-up in a third thread, the kernel took a core's share from the initrd
+(on two cores, the initrd's 128 MiB took ~165 ms that way against ~140 ms alone).
+
 The result is a guess, never trusted as such: ``lock.shared.early_digests`` uses a digest
 only for a file the compiled manifest really names, and only while the file has the identity
 (device, inode, size, mtime, ctime) it had before it was read; anything else is hashed
@@ -27,10 +34,10 @@ Identity = tuple[int, int, int, int, int]
 _thread: threading.Thread | None = None
 _found: dict[str, tuple[Identity, str]] = {}
 _interval: list[float] = []  # the switch interval before start()
-# real path -> set when the thread is done with that file (the plan is complete once
-# _plan_ready is set)
+# real path -> set once that file is hashed (or could not be)
 _planned: dict[str, threading.Event] = {}
-_plan_ready = threading.Event()
+_unstarted: list[str] = []  # planned files no thread has started, the largest first
+_unstarted_lock = threading.Lock()
 _owner: list[int] = []  # the process that started the thread (forked workers did not)
 SWITCH_INTERVAL = 0.0001
 # the text guess: the manifest and the files it imports, at most this many; the source
@@ -60,25 +67,34 @@ def start(argv: list[str]) -> None:
         _interval.append(sys.getswitchinterval())
     sys.setswitchinterval(min(_interval[0], SWITCH_INTERVAL))
     _planned.clear()
-    _plan_ready.clear()
+    _unstarted.clear()
     _owner[:] = [os.getpid()]
-    _thread = threading.Thread(target=_run, args=(candidates, use_digest_cache),
-                               name="sevm-earlyhash", daemon=True)
-    _thread.start()
+    try:
+        files = _files_to_hash(candidates, use_digest_cache)
+    except Exception:  # noqa: BLE001 - a guess that failed; the normal path does the work
+        files = []
+    _planned.update((path, threading.Event()) for path in files)
+    _unstarted.extend(files[1:])
+    _thread = None
+    if files:
+        _thread = threading.Thread(target=_hash_all, args=(files[:1],),
+                                   name="sevm-earlyhash", daemon=True)
+        _thread.start()
 
 
 def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
     """Real path -> (identity before hashing, sha256 hex).  Waits for the files of
     ``wanted`` (real paths) the thread hashes, or for all of them; a file the manifest no
     longer names (it was edited since its entry was written) is not waited for.
-    Nothing in a process that did not start the thread (a forked worker)."""
+    The files of ``wanted`` no thread has started yet are hashed first, in the calling
+    thread.  Nothing in a process that did not start the thread (a forked worker)."""
     if _owner != [os.getpid()]:
         return {}
     if _thread is not None:
+        _hash_unstarted(wanted)
         if wanted is None:
             _thread.join()
         else:
-            _plan_ready.wait()
             for path in wanted & set(_planned):
                 _planned[path].wait()
     if _interval:
@@ -86,23 +102,16 @@ def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
     return dict(_found)
 
 
-def _run(candidates: list[str], use_digest_cache: bool) -> None:
-    """The largest file here; the others (the kernel) meanwhile in a second thread, so they
-    are not hashed after the initrd while the main thread waits."""
-    try:
-        files = _files_to_hash(candidates, use_digest_cache)
-        _planned.update((path, threading.Event()) for path in files)
-        _plan_ready.set()
-        rest = threading.Thread(target=_hash_all, args=(files[1:],), daemon=True)
-        if files[1:]:
-            rest.start()
-        _hash_all(files[:1])
-        if files[1:]:
-            rest.join()
-    except Exception:  # noqa: BLE001 - a guess that failed; the normal path does the work
-        pass
-    finally:
-        _plan_ready.set()
+def _hash_unstarted(wanted: set[str] | None) -> None:
+    """Hash, in this thread, the planned files of ``wanted`` (all when None) that no thread
+    has started; another caller at the same time takes the others."""
+    while True:
+        with _unstarted_lock:
+            todo = [path for path in _unstarted if wanted is None or path in wanted]
+            if not todo:
+                return
+            _unstarted.remove(todo[0])
+        _hash_all(todo[:1])
 
 
 def _hash_all(paths: list[str]) -> None:
@@ -110,7 +119,7 @@ def _hash_all(paths: list[str]) -> None:
         done = _planned.get(path)  # (taken now: a later start() clears the plan)
         try:
             _hash(path)
-        except Exception:  # noqa: BLE001 - as in _run
+        except Exception:  # noqa: BLE001 - as in start
             pass
         finally:
             if done is not None:
