@@ -121,7 +121,7 @@ class Prefetch:
     """``hash_known`` in a background thread, started as soon as the artefacts are known, so
     the files are read while the caller goes on (``sevm measure`` imports the VMSA, digest and
     report modules meanwhile: ~40 ms of a ~0.3 s run hidden behind the initrd's hashing).
-    ``digests()`` waits for it and returns the ``SharedDigests`` to measure with."""
+    ``digests()`` returns the ``SharedDigests`` to measure with, which waits for it."""
 
     def __init__(self, artefacts: Iterable[Artefact], disk=None):
         import threading
@@ -138,5 +138,23 @@ class Prefetch:
             self._known = {}
 
     def digests(self) -> SharedDigests:
+        """The ``SharedDigests`` to measure with.  Its first lookup waits for the hashing
+        here, so that what must be read anyway (the firmware, whose hash state is needed,
+        not its digest) is read meanwhile."""
+        return _AfterPrefetch(self)
+
+    def wait(self) -> Known:
         self._thread.join()
-        return SharedDigests(self._known, self.disk)
+        return self._known
+
+
+class _AfterPrefetch(SharedDigests):
+    def __init__(self, prefetch: Prefetch):
+        super().__init__({}, prefetch.disk)
+        self._prefetch = prefetch
+
+    def lookup(self, path: Path, st: os.stat_result) -> str | None:
+        if self._prefetch is not None:
+            self.known = self._prefetch.wait()
+            self._prefetch = None
+        return super().lookup(path, st)

@@ -135,13 +135,16 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
 
 
 def _largest_first(merged: dict[Path, HashJob]) -> list[tuple[Path, HashJob]]:
-    """The biggest file first, so it does not start last and finish alone."""
-    def size(item) -> int:
+    """The biggest file first, so it does not start last and finish alone; but before
+    them the files whose state is kept (the firmware), which are read whatever the cache
+    knows, while a lookup may wait (``lock.shared.Prefetch``)."""
+    def order(item) -> tuple[bool, int]:
         try:
-            return os.stat(item[0]).st_size
+            size = os.stat(item[0]).st_size
         except OSError:
-            return 0  # hash_file reports it
-    return sorted(merged.items(), key=size, reverse=True)
+            size = 0  # hash_file reports it
+        return not item[1].keep_state, -size
+    return sorted(merged.items(), key=order)
 
 
 def _in_threads(run, items: list[tuple[Path, HashJob]]) -> dict:
