@@ -20,11 +20,11 @@ import pytest
 from lock_support import make_many, vm_text
 
 PROBE_ENTRY = """
-import gc, sys
+import atexit, gc, sys
 sys.argv = ["sevm", "check", sys.argv[1]]
+atexit.register(lambda: print(gc.isenabled()))
 from sevmanifest.entry import main
-status = main()
-print(status, gc.isenabled())
+sys.exit(main())
 """
 
 # Locks, checks against the locks, renders, and compiles broken manifests (syntax error,
@@ -86,7 +86,7 @@ def test_the_console_script_turns_the_collector_off(tmp_path):
     names = make_many(tmp_path, 1)
     out = subprocess.run([sys.executable, "-c", PROBE_ENTRY, str(tmp_path / "vms" / names[0])],
                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
-    assert out.stdout.split() == ["0", "False"], out.stderr
+    assert (out.returncode, out.stdout.split()) == (0, ["False"]), out.stderr
 
 
 PROBE_EXIT = """
@@ -96,11 +96,10 @@ if sys.argv[1] == "library":
     from sevmanifest.cli import main
     with contextlib.redirect_stdout(io.StringIO()):
         status = main(["check", sys.argv[2]])
-else:
+else:  # as pip's console script runs it (`check` prints nothing on standard output)
     sys.argv = ["sevm", "check", sys.argv[2]]
     from sevmanifest.entry import main
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        status = main()
+    sys.exit(main())  # (entry.exit_now ends the process inside main)
 print("status", status, "frozen", gc.get_freeze_count() > 10000)
 """
 
@@ -114,10 +113,40 @@ def test_the_console_script_freezes_the_heap_for_the_shutdown(tmp_path, how, man
     path = tmp_path / "vms" / (names[0] if manifest == "good" else "missing.sevm")
     out = subprocess.run([sys.executable, "-c", PROBE_EXIT, how, str(path)],
                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
-    status = "0" if manifest == "good" else "2"
-    frozen = str(how == "console")
-    assert out.stdout.split() == ["status", status, "frozen", frozen, "atexit", frozen], \
-        out.stderr
+    status = 0 if manifest == "good" else 2
+    if how == "console":
+        assert (out.returncode, out.stdout.split()) == (status, ["atexit", "True"]), out.stderr
+    else:
+        assert out.stdout.split() == ["status", str(status), "frozen", "False", "atexit",
+                                      "False"], out.stderr
+
+
+PROBE_FAST_EXIT = """
+import atexit, sys, threading, time
+from sevmanifest.entry import exit_now
+atexit.register(lambda: print("atexit ran"))
+sys.stdout.write("x" * 100_000 + "\\n")  # still in the buffer
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread done"))).start()
+exit_now(3)
+print("the interpreter's shutdown follows")
+"""
+
+
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_the_console_scripts_exit_ends_as_the_interpreter_would(case):
+    """exit_now: atexit handlers run, buffered output is written, the status is kept; with
+    another thread still running, the interpreter's shutdown (which waits for it) is left
+    to do everything."""
+    out = subprocess.run([sys.executable, "-c", PROBE_FAST_EXIT, case], capture_output=True,
+                         text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "x" * 100_000, out.stderr
+    if case == "alone":
+        assert (out.returncode, lines[1:]) == (3, ["atexit ran"])
+    else:
+        assert (out.returncode, lines[1:]) == (0, ["the interpreter's shutdown follows",
+                                                   "thread done", "atexit ran"])
 
 
 def test_garbage_cycles_do_not_grow_with_the_files_handled(tmp_path):
