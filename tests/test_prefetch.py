@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from pathlib import Path
 
 from sevmanifest.commands.common import load_manifest
 from sevmanifest.lock import shared
