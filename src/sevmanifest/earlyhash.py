@@ -77,6 +77,9 @@ def start(argv: list[str]) -> None:
     _unstarted.extend(files[1:])
     _thread = None
     if files:
+        # what the thread needs, imported here: in the thread, each import would wait for
+        # the GIL behind the main thread's imports before the first byte is read
+        from .measure import stream  # noqa: F401
         _thread = threading.Thread(target=_hash_all, args=(files[:1],),
                                    name="sevm-earlyhash", daemon=True)
         _thread.start()
@@ -182,13 +185,13 @@ def _size(path: str) -> int:
 
 
 def _hash(path: str) -> None:
-    import stat
+    from stat import S_ISREG
 
     from .measure.stream import MAX_LOADED_SIZE, stream_into
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LOADED_SIZE:
+        if not S_ISREG(st.st_mode) or st.st_size > MAX_LOADED_SIZE:
             return
         state = hashlib.sha256()
         if stream_into(fd, state, size=st.st_size) != st.st_size:
