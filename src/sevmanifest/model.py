@@ -10,10 +10,9 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Iterator, Mapping
-from dataclasses import field
 from pathlib import Path
 
-from .frozen import frozen_dataclass
+from .frozen import field, frozen_dataclass  # (frozen.py imports dataclasses: see there)
 
 
 @frozen_dataclass(order=True)
