@@ -1,4 +1,5 @@
-"""The ``sevm`` console script: ``cli.main``, with ``sevm measure``'s hashing started first.
+"""The ``sevm`` command (the script ``src/sevmanifest/scripts/sevm``, and ``python -m
+sevmanifest``): ``cli.main``, with ``sevm measure``'s hashing started first.
 
 This module is what runs before anything else of sevm is loaded, so it imports nothing
 itself: for ``measure`` and ``lock`` it hands the arguments to ``earlyhash`` (which starts
