@@ -192,26 +192,44 @@ def test_files_the_edited_manifest_no_longer_names_are_not_waited_for(guest, mon
     assert earlyhash.results()  # the guess finished after all: unused, harmless
 
 
-def test_only_the_largest_file_is_hashed_beside_the_start_up(guest, monkeypatch):
-    """The initrd gets a thread at once; the kernel is left to the first caller of results(),
-    which has nothing else to do by then (a third busy thread slowed the initrd's)."""
+def _hashed_by_thread(monkeypatch, hold: threading.Event | None = None) -> dict[str, str]:
+    """File name -> name of the thread that hashed it; the initrd waits for ``hold``."""
     hashed_by: dict[str, str] = {}
     real = earlyhash._hash
 
     def recording(path):
+        if hold is not None and INITRD in path:
+            assert hold.wait(60)
         hashed_by[Path(path).name] = threading.current_thread().name
         real(path)
     monkeypatch.setattr(earlyhash, "_hash", recording)
+    return hashed_by
+
+
+def test_the_kernel_is_hashed_by_who_asks_while_the_initrd_is(guest, monkeypatch):
+    """The initrd gets the thread at once; the kernel waits for its turn, and a caller of
+    results() that comes first hashes it itself (`sevm measure` asks once started: a third
+    busy thread beside its start-up slowed the initrd's hashing)."""
+    hold = threading.Event()
+    hashed_by = _hashed_by_thread(monkeypatch, hold)
+    earlyhash.start(["--no-cache", "fleet/db.sevm"])
+    images = guest / "images"
+    initrd, kernel = (os.path.realpath(images / name) for name in (INITRD, KERNEL))
+    assert earlyhash.results({kernel}).keys() == {kernel}  # the initrd: not wanted, not waited for
+    assert hashed_by == {KERNEL: "MainThread"}
+    hold.set()
+    assert _digests(earlyhash.results()) == {KERNEL: _sha256(images / KERNEL),
+                                             INITRD: _sha256(images / INITRD)}
+    assert hashed_by == {KERNEL: "MainThread", INITRD: "sevm-earlyhash"}
+
+
+def test_the_thread_goes_on_to_the_kernel_when_nobody_asks(guest, monkeypatch):
+    """`sevm lock` asks only after compiling its first manifests."""
+    hashed_by = _hashed_by_thread(monkeypatch)
     earlyhash.start(["--no-cache", "fleet/db.sevm"])
     earlyhash._thread.join()
-    assert hashed_by == {INITRD: "sevm-earlyhash"}
+    assert hashed_by == {INITRD: "sevm-earlyhash", KERNEL: "sevm-earlyhash"}
     images = guest / "images"
-    assert earlyhash.results({os.path.realpath(images / INITRD)}).keys() == {
-        os.path.realpath(images / INITRD)}  # not wanted: not hashed
-    caller = threading.Thread(target=earlyhash.results, name="asker")
-    caller.start()
-    caller.join()
-    assert hashed_by == {INITRD: "sevm-earlyhash", KERNEL: "asker"}
     assert _digests(earlyhash.results()) == {KERNEL: _sha256(images / KERNEL),
                                              INITRD: _sha256(images / INITRD)}
 

@@ -10,12 +10,14 @@ else.  The guess for an unchanged manifest is exact: its entry in the compiled-m
 cache has a header naming its kernel and initrd.  For a new or edited one it is the first
 ``kernel "…"`` and ``initrd "…"`` lines of its text, or of the files it imports.
 
-Only the largest file gets a thread of its own, and only once it is known: the guess is
-made in the calling thread first (~2 ms), because a thread that competes for the GIL with the
-main thread's imports took ~15 ms to make it.  The other files (the kernel) are hashed by the
-first thread that asks for the results, once it has nothing else to do: hashed beside the
-main thread's start-up in a third thread, the kernel took a core's share from the initrd
-(on two cores, the initrd's 128 MiB took ~165 ms that way against ~140 ms alone).
+One thread hashes the files, largest first, once they are known: the guess is made in the
+calling thread first (~2 ms), because a thread that competes for the GIL with the main
+thread's imports took ~15 ms to make it.  A thread that asks for the results while files are
+still waiting for their turn hashes them itself, having nothing else to do: `sevm measure`
+asks early, so its kernel is hashed beside the initrd once the start-up is done, not beside
+the start-up in a third thread, where it took a core's share from the initrd (on two cores,
+the initrd's 128 MiB took ~165 ms that way against ~140 ms alone); `sevm lock` asks after
+compiling its first manifests, by when the thread has gone on to the kernel.
 
 The result is a guess, never trusted as such: ``lock.shared.early_digests`` uses a digest
 only for a file the compiled manifest really names, and only while the file has the identity
@@ -80,7 +82,7 @@ def start(argv: list[str]) -> None:
         # what the thread needs, imported here: in the thread, each import would wait for
         # the GIL behind the main thread's imports before the first byte is read
         from .measure import stream  # noqa: F401
-        _thread = threading.Thread(target=_hash_all, args=(files[:1],),
+        _thread = threading.Thread(target=_hash_in_turn, args=(files[0],),
                                    name="sevm-earlyhash", daemon=True)
         _thread.start()
 
@@ -103,6 +105,11 @@ def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
     if _interval:
         sys.setswitchinterval(_interval.pop())  # the one from before the first start()
     return dict(_found)
+
+
+def _hash_in_turn(first: str) -> None:
+    _hash_all([first])
+    _hash_unstarted(None)
 
 
 def _hash_unstarted(wanted: set[str] | None) -> None:
