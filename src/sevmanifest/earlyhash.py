@@ -5,7 +5,7 @@ A launch digest is mostly SHA-256 over the artefacts, and the largest file (a 12
 initrd: ~0.12 s) bounds the run.  Loading the CLI, the model and the measurement modules
 takes ~0.1 s more (with Lark and a parse, ~0.2 s), and the file names are only known once
 the manifest is compiled.  So the ``sevm`` entry point (``entry.py``) calls ``start`` first,
-and one thread guesses the files and hashes them while the main thread loads everything
+which guesses the files, and a thread hashes them while the main thread loads everything
 else.  The guess for an unchanged manifest is exact: its entry in the compiled-manifest
 cache has a header naming its kernel and initrd.  For a new or edited one it is the first
 ``kernel "…"`` and ``initrd "…"`` lines of its text, or of the files it imports.
@@ -108,7 +108,7 @@ def results(wanted: set[str] | None = None) -> dict[str, tuple[Identity, str]]:
 
 
 def _hash_in_turn(first: str) -> None:
-    _hash_all([first])
+    _hash_planned(first)
     _hash_unstarted(None)
 
 
@@ -121,19 +121,18 @@ def _hash_unstarted(wanted: set[str] | None) -> None:
             if not todo:
                 return
             _unstarted.remove(todo[0])
-        _hash_all(todo[:1])
+        _hash_planned(todo[0])
 
 
-def _hash_all(paths: list[str]) -> None:
-    for path in paths:
-        done = _planned.get(path)  # (taken now: a later start() clears the plan)
-        try:
-            _hash(path)
-        except Exception:  # noqa: BLE001 - as in start
-            pass
-        finally:
-            if done is not None:
-                done.set()
+def _hash_planned(path: str) -> None:
+    done = _planned.get(path)  # (taken now: a later start() clears the plan)
+    try:
+        _hash(path)
+    except Exception:  # noqa: BLE001 - as in start
+        pass
+    finally:
+        if done is not None:
+            done.set()
 
 
 def _files_to_hash(candidates: list[str], use_digest_cache: bool) -> list[str]:

@@ -149,12 +149,16 @@ class Prefetch:
 
 
 class _AfterPrefetch(SharedDigests):
+    """``SharedDigests`` over what ``prefetch`` hashed, waited for at the first lookup (from
+    any of the hashing threads: waiting again is harmless)."""
+
     def __init__(self, prefetch: Prefetch):
         super().__init__({}, prefetch.disk)
         self._prefetch = prefetch
 
     def lookup(self, path: Path, st: os.stat_result) -> str | None:
-        if self._prefetch is not None:
-            self.known = self._prefetch.wait()
+        prefetch = self._prefetch  # (another thread may clear it meanwhile)
+        if prefetch is not None:
+            self.known = prefetch.wait()
             self._prefetch = None
         return super().lookup(path, st)
