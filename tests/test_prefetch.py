@@ -62,3 +62,23 @@ def test_files_whose_state_is_kept_come_first_then_the_largest(tmp_path):
                                              keep_state=name == "state") for name in files}
     order = [path.name for path, _ in hashing._largest_first(jobs)]
     assert order == ["state", "large", "middle", "small"]
+
+
+def test_measure_leaves_no_hashing_behind_when_it_fails_early(tmp_path, monkeypatch):
+    """A firmware refused before any digest is looked up: the command still returns only
+    once its prefetch is done, so nothing hashes or writes the digest cache afterwards."""
+    import contextlib
+    import io
+
+    from sevmanifest.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    release, real_hash_known = threading.Event(), shared.hash_known
+    monkeypatch.setattr(shared, "hash_known", lambda artefacts, disk: (
+        release.wait(0.5), real_hash_known(artefacts, disk))[1])
+    text = vm_text(images=str(IMAGES)).replace("OVMF.synthetic-amdsev.fd",
+                                                "OVMF.synthetic-generic.fd")
+    (tmp_path / "m.sevm").write_text(text)  # kernel-hashes on, but no hash-table area
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        status = main(["measure", str(tmp_path / "m.sevm")])
+    assert status != 0 and "hash" in err.getvalue()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("sevm-")]

@@ -56,7 +56,10 @@ def run(args) -> int:
     hashing = Prefetch((a for vm in vms for a in (vm.kernel, vm.initrd) if a), _cache(args))
     from ..measure.digest import compute_many
     from ..measure.report import to_json, to_text
-    results = compute_many(vms, cache=hashing.digests())
+    try:
+        results = compute_many(vms, cache=hashing.digests())
+    finally:  # nothing of this command goes on hashing (and storing) after it (a refused
+        hashing.wait()  # firmware fails before the first lookup would have waited)
     hmacs = _hmacs(results, inputs, tik) if inputs else None
     if args.dump_vmsa:
         _dump_vmsa(Path(args.dump_vmsa), results)
