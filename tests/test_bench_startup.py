@@ -106,14 +106,3 @@ def test_regex_can_still_be_imported_after_lark(tmp_path):
                                    PYTHONPATH=str(tmp_path)),
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "user"], done.stderr
-
-
-def test_an_unchanged_manifest_is_checked_without_loading_inspect(small, tmp_path):
-    """`dataclasses` imports `inspect` (with ast, dis and tokenize) for one use no class of
-    sevm's makes (frozen.py); Lark imports it too, so only a run without Lark is spared."""
-    cache_home = tmp_path / "cache"
-    first = _check(small, cache_home, isolated_import=True)
-    assert "lark" in first["modules"]
-    unchanged = set(_check(small, cache_home, isolated_import=True)["modules"])
-    assert "lark" not in unchanged and "dataclasses" in unchanged
-    assert not unchanged & {"inspect", "ast", "dis", "tokenize"}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -174,35 +172,3 @@ def test_the_decorator_works_without_parentheses_and_with_order():
     assert Ordered(1) < Ordered(2) <= Ordered(2)
     with pytest.raises(TypeError):
         Plain(1) < Plain(2)  # noqa: B015
-
-
-STAND_IN_PROBE = """
-import sys
-if sys.argv[1] == "inspect first":
-    import inspect
-from sevmanifest import model
-import dataclasses
-loaded_with_the_model = "inspect" in sys.modules
-import inspect
-real = hasattr(inspect, "signature") and type(inspect).__name__ == "module"
-
-@dataclasses.dataclass
-class Undocumented:
-    a: int
-    b: str = "x"
-
-print(loaded_with_the_model, real, Undocumented.__doc__, dataclasses.inspect is inspect)
-"""
-
-
-@pytest.mark.parametrize("order", ["model first", "inspect first"])
-def test_dataclasses_get_inspect_when_they_use_it(order):
-    """frozen.py imports dataclasses with a stand-in for inspect: nobody else ever sees it,
-    and a dataclass without a docstring still gets its signature as __doc__ (the one use
-    dataclasses makes of inspect), after which dataclasses holds the real module."""
-    done = subprocess.run([sys.executable, "-c", STAND_IN_PROBE, order], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    loaded = "True" if order == "inspect first" else "False"
-    assert done.stdout.split() == [loaded, "True", "Undocumented(a:", "int,", "b:", "str",
-                                   "=", "'x')", "True"]

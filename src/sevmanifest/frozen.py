@@ -11,43 +11,8 @@ command imports the model: shared methods save ~12 M instructions (~4 ms) of eac
 """
 from __future__ import annotations
 
-import sys
-import types
-
-
-class _InspectOnDemand(types.ModuleType):
-    """``inspect`` as ``dataclasses`` sees it until it reads an attribute of it; then the
-    real module, which replaces this one in ``dataclasses``' namespace."""
-
-    def __getattr__(self, name: str):
-        import importlib
-        real = importlib.import_module("inspect")
-        dataclasses = sys.modules.get("dataclasses")
-        if dataclasses is not None and getattr(dataclasses, "inspect", None) is self:
-            dataclasses.inspect = real
-        return getattr(real, name)
-
-
-def _import_dataclasses_without_inspect() -> None:
-    """``dataclasses`` imports ``inspect`` (with ``ast``, ``dis`` and ``tokenize``, whose
-    import compiles regular expressions: ~19 ms of every start, medians of 31 interleaved
-    runs) for one use: the ``__doc__`` of a dataclass that has none, which no class of
-    sevm's lacks.  So it is imported here with a stand-in that loads ``inspect`` on first
-    use.  Nothing else sees the stand-in: ``import inspect`` anywhere else, before or after,
-    is the real module (tests/test_frozen.py)."""
-    if "dataclasses" in sys.modules or "inspect" in sys.modules:
-        return
-    stand_in = sys.modules["inspect"] = _InspectOnDemand("inspect")
-    try:
-        import dataclasses  # noqa: F401
-    finally:
-        if sys.modules.get("inspect") is stand_in:
-            del sys.modules["inspect"]
-
-
-_import_dataclasses_without_inspect()
-from dataclasses import dataclass, field, fields  # noqa: E402,F401 - field: for model.py
-from reprlib import recursive_repr  # noqa: E402
+from dataclasses import dataclass, fields
+from reprlib import recursive_repr
 
 
 def frozen_dataclass(cls=None, /, *, order: bool = False):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Iterator, Mapping
+from dataclasses import field
 from pathlib import Path
 
-from .frozen import field, frozen_dataclass  # (frozen.py imports dataclasses: see there)
+from .frozen import frozen_dataclass
 
 
 @frozen_dataclass(order=True)
