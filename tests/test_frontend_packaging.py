@@ -9,7 +9,6 @@ working directory outside the checkout.  About 15-30 s.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -103,21 +102,3 @@ def test_installed_templates_render(installed, tmp_path):
                     cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     assert "<domain" in rendered.stdout and "Traceback" not in rendered.stderr
-
-
-def test_installed_sevm_runs_sevm_before_anything_else(installed, tmp_path):
-    """The installed command is the plain script (pyproject.toml: script-files), whose first
-    import is sevm's entry point, where `sevm measure` starts hashing; pip's wrapper for an
-    entry point would import `re` first."""
-    script = (installed / "sevm").read_text()
-    assert script.startswith(f"#!{installed / 'python'}")
-    # without `site` (whose .pth files may import `re` first), the venv's packages by path
-    packages = installed.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    timed = subprocess.run([str(installed / "python"), "-S", "-X", "importtime",
-                            str(installed / "sevm"), "--version"], cwd=tmp_path, text=True,
-                           capture_output=True, timeout=300,
-                           env=dict(os.environ, PYTHONPATH=str(packages / "site-packages")))
-    assert timed.returncode == 0, timed.stderr
-    imported = [line.rsplit("|", 1)[-1].strip() for line in timed.stderr.splitlines()
-                if line.startswith("import time:") and "|" in line]
-    assert imported.index("sevmanifest.entry") < imported.index("re")

@@ -1,5 +1,6 @@
-"""The ``sevm`` command (the script ``src/sevmanifest/scripts/sevm``, and ``python -m
-sevmanifest``): ``cli.main``, with ``sevm measure``'s hashing started first.
+"""The ``sevm`` command: ``run`` is the console script (``python -m sevmanifest`` too), which
+is ``main`` (``cli.main`` with ``sevm measure``'s hashing started first) and then the end of
+the process without the interpreter's teardown.
 
 This module is what runs before anything else of sevm is loaded, so it imports nothing
 itself: for ``measure`` and ``lock`` it hands the arguments to ``earlyhash`` (which starts
@@ -26,15 +27,19 @@ def main() -> int:
         earlyhash.start(argv[1:])
     from .cli import main as cli_main
     try:
-        status = cli_main(argv)
+        return cli_main(argv)
     finally:
         # The process ends now, and the interpreter's shutdown still runs one full collection
         # over everything start-up built (Lark's tables, the model's classes): 26 ms of
         # `sevm measure` and 42 ms of `sevm check` of an edited manifest (medians of 21
         # interleaved runs), only to free memory the OS takes back anyway.  Frozen objects
-        # are left out of it (when exit_now below leaves the shutdown to the interpreter).
+        # are left out of it (when ``run`` leaves the shutdown to the interpreter).
         gc.freeze()
-    return exit_now(status)
+
+
+def run() -> int:
+    """The console script: ``main``, then ``exit_now``."""
+    return exit_now(main())
 
 
 def exit_now(status: int) -> int:
@@ -46,7 +51,9 @@ def exit_now(status: int) -> int:
     it), the atexit handlers, flushing the standard streams (when that fails, the
     interpreter's shutdown reports it as it always has).  Every file sevm writes is closed
     before its command returns (fsutil.atomic_write; tests/test_hostile_output.py), so no
-    buffered data waits for a finalizer.  Returns ``status`` when it leaves the exit to the
+    buffered data waits for a finalizer.  Under a tracer or profiler (``coverage run``,
+    ``python -m cProfile``), which still has work to do once the program returns, the exit
+    is left to the interpreter too.  Returns ``status`` when it leaves the exit to the
     interpreter."""
     import atexit
     import os
@@ -54,7 +61,7 @@ def exit_now(status: int) -> int:
     others = [t for t in threading.enumerate() if t is not threading.current_thread()
               and not t.daemon]
     if others or threading.current_thread() is not threading.main_thread() \
-            or not isinstance(status, int) or not 0 <= status <= 255:
+            or not isinstance(status, int) or not 0 <= status <= 255 or _observed():
         return status
     atexit._run_exitfuncs()  # what Py_FinalizeEx runs; it clears them too
     try:
@@ -64,3 +71,12 @@ def exit_now(status: int) -> int:
     except BaseException:  # noqa: BLE001 - the interpreter's flush reports it, as before
         return status
     os._exit(status)
+
+
+def _observed() -> bool:
+    """A tracer, a profiler or (Python 3.12+) a ``sys.monitoring`` tool is watching."""
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(
+        monitoring.get_tool(tool) is not None for tool in range(6))
