@@ -236,6 +236,13 @@ def test_interrupted_pool_ends_promptly_and_writes_nothing_further(tmp_path, sig
 
 # -- shared digests and parts (lock/shared.py, batch.iter_files) ---------------------------
 
+def test_a_second_part_per_worker_only_for_large_fleets():
+    assert batch._parts_per_worker(200, 2) == 1
+    assert batch._parts_per_worker(511, 2) == 1
+    assert batch._parts_per_worker(512, 2) == 2
+    assert batch._parts_per_worker(5000, 2) == batch.PARTS_PER_WORKER
+
+
 def _log_reads(monkeypatch, log):
     """Record every artefact whose bytes are read, in this process and in forked workers."""
     real = hashing._read_all
@@ -263,6 +270,7 @@ def test_a_pool_reads_the_shared_kernel_and_initrd_once(many, monkeypatch, tmp_p
 def test_parts_come_in_order_and_match_one_process(tmp_path, monkeypatch):
     names = make_many(tmp_path, 70, vcpus="1")
     monkeypatch.chdir(tmp_path / "vms")
+    monkeypatch.setattr(batch, "MIN_FILES_PER_PART", 16)  # two parts per worker
     assert batch._parts_per_worker(70, 2) == 2
     parts = list(batch.iter_files(names, _render_action, jobs=2, use_cache=False))
     assert len(parts) == 4

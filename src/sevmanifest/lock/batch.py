@@ -33,11 +33,14 @@ if TYPE_CHECKING:
 # digest cache: see docs/lockfiles.md).
 MIN_FILES_PER_WORKER = 24
 # Chunks per worker (at most), and files per chunk (at least): see _parts_per_worker.
-# 200 manifests on 2 workers, medians of 15 interleaved runs: 1 part 0.87-0.93 s wall,
-# 2 parts 0.86-0.89 s, 4 parts 0.91-0.93 s (and ~0.1 s more CPU: each part re-streams the
-# firmware and is one more task; the parent's writes compete with the workers).
+# Each part re-streams the firmware and is one more task, and the parent's writes of one
+# part compete with the workers computing the next.  200 manifests on 2 workers, cold
+# caches (medians of interleaved runs): in earlier code 1 part 0.87-0.93 s, 2 parts
+# 0.86-0.89 s, 4 parts 0.91-0.93 s (15 runs); in the seventh round's, 1 part 597 ms
+# against 630 ms for 2 on tmpfs (31 runs), 860 against 907 ms on the root disk (21 runs).
+# So a second part per worker only from 128 files a part on.
 PARTS_PER_WORKER = 2
-MIN_FILES_PER_PART = 16
+MIN_FILES_PER_PART = 128
 
 Action = Callable[[Manifest, list], tuple[list[Diagnostic], bytes | None]]
 
