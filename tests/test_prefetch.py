@@ -60,7 +60,7 @@ def test_files_whose_state_is_kept_come_first_then_the_largest(tmp_path):
         (tmp_path / name).write_bytes(b"x" * size * 4096)
     jobs = {tmp_path / name: hashing.HashJob(Artefact("kernel", name, tmp_path / name),
                                              keep_state=name == "state") for name in files}
-    order = [path.name for path, _ in hashing._largest_first(jobs)]
+    order = [path.name for path, _ in hashing._hashing_order(jobs)]
     assert order == ["state", "large", "middle", "small"]
 
 

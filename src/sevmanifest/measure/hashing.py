@@ -126,7 +126,7 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
         return hash_file(job.artefact.path, what=job.artefact.role, artefact=job.artefact,
                          keep_state=job.keep_state, cache=cache)
 
-    outcomes = _in_threads(run, _largest_first(merged))
+    outcomes = _in_threads(run, _hashing_order(merged))
     problems = [d for o in outcomes.values() if isinstance(o, DiagnosticError)
                 for d in o.diagnostics]
     if problems:
@@ -134,7 +134,7 @@ def hash_artefacts(jobs: Iterable[HashJob], *, cache: DigestCache | None = None,
     return {key: outcomes[key] for key in merged}
 
 
-def _largest_first(merged: dict[Path, HashJob]) -> list[tuple[Path, HashJob]]:
+def _hashing_order(merged: dict[Path, HashJob]) -> list[tuple[Path, HashJob]]:
     """The biggest file first, so it does not start last and finish alone; but before
     them the files whose state is kept (the firmware), which are read whatever the cache
     knows, while a lookup may wait (``lock.shared.Prefetch``)."""
