@@ -129,3 +129,38 @@ def compiled(vms: Path, text: str, name: str = "web.sevm"):
     result = compile_text(text, str(path))
     assert result.ok, result.diagnostics
     return result.manifest, compute_many(list(result.manifest.vms))
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def start_pooled_lock(root: Path, count: int = 800) -> tuple[subprocess.Popen, list[str], list[int]]:
+    """`sevm lock --jobs 2` over ``count`` new manifests (800: several seconds of work per
+    worker) in a subprocess, once its workers run: (process, manifests, worker pids)."""
+    names = make_many(root, count)
+    proc = subprocess.Popen([sys.executable, "-m", "sevmanifest", "lock", "--jobs", "2",
+                             "--no-cache", *names], cwd=root / "vms",
+                            preexec_fn=default_sigint,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while len(children(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert len(workers) >= 2
+    return proc, names, workers
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still exist and are not zombies."""
+    return [p for p in pids if Path(f"/proc/{p}").exists()
+            and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]

@@ -248,16 +248,15 @@ def _record_streams(monkeypatch, log: Path) -> None:
 
 
 def _guess_alive_at_fork(monkeypatch) -> list[bool]:
-    """Whether the guessing thread was still running each time `sevm lock` made its pool."""
-    import concurrent.futures
+    """Whether the guessing thread was still running each time `sevm lock` forked a worker."""
+    from sevmanifest.lock import forked
     alive: list[bool] = []
-    real_pool = concurrent.futures.ProcessPoolExecutor
+    real_start = forked.start
 
-    class Pool(real_pool):
-        def __init__(self, *args, **kwargs):
-            alive.append(earlyhash._thread.is_alive())
-            super().__init__(*args, **kwargs)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    def start(*args, **kwargs):
+        alive.append(earlyhash._thread.is_alive())
+        return real_start(*args, **kwargs)
+    monkeypatch.setattr(forked, "start", start)
     return alive
 
 
@@ -279,7 +278,7 @@ def test_lock_uses_what_was_hashed_early(guest, monkeypatch, count):
     images = guest / "images"
     assert (images / INITRD).stat().st_size not in streamed  # taken from earlyhash
     assert (images / KERNEL).stat().st_size not in streamed
-    assert forked_with_threads == ([False] if count == 48 else [])
+    assert forked_with_threads == ([False, False] if count == 48 else [])
     for name in names:
         artefacts = read_lock(guest / f"{name}.lock")["vms"][0]["artifacts"]
         assert artefacts["initrd"]["sha256"] == _sha256(images / INITRD)
@@ -305,7 +304,7 @@ def test_no_guess_is_still_hashing_when_lock_forks_its_workers(guest, monkeypatc
         (guest / name).write_text(text.replace(f"images/{INITRD}", "other.img"))
     threading.Timer(0.5, release.set).start()
     assert main(["lock", "-j", "2", *names]) == 0
-    assert alive_at_fork == [False]
+    assert alive_at_fork == [False, False]
 
 
 def test_only_the_first_words_are_tried(guest, monkeypatch):

@@ -6,20 +6,17 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from sevmanifest.lock import batch
+from sevmanifest.lock import batch, forked
 from sevmanifest.lock.cache import RACY_SECONDS
 from sevmanifest.lock.workflow import _render_action, check_locked_files, lock_files
 from sevmanifest.measure import hashing
 
-from lock_support import (FIRMWARE, KERNEL, default_sigint, make_many, read_lock, sevm,
-                          stray_temp_files, vm_text)
+from lock_support import (FIRMWARE, KERNEL, make_many, read_lock, running, sevm,
+                          start_pooled_lock, stray_temp_files, vm_text)
 
 
 @pytest.fixture
@@ -46,14 +43,14 @@ def test_unchanged_manifests_are_locked_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("SEVM_NO_CACHE", raising=False)
     monkeypatch.setattr(batch, "MIN_FILES_PER_WORKER", 8)
-    pools = []
-    real = batch._context
-    monkeypatch.setattr(batch, "_context", lambda: pools.append(1) or real())
+    forks = []
+    real = forked.start
+    monkeypatch.setattr(forked, "start", lambda *a, **k: forks.append(1) or real(*a, **k))
     assert batch._needing_parse(names) == 24
     first = lock_files(names, jobs=3, use_cache=False)  # parses: three workers
-    assert pools == [1] and batch._needing_parse(names) == 0
+    assert forks == [1, 1, 1] and batch._needing_parse(names) == 0
     second = lock_files(names, jobs=3, use_cache=False)
-    assert pools == [1] and second.exit_code == first.exit_code == 0
+    assert forks == [1, 1, 1] and second.exit_code == first.exit_code == 0
     assert len(second.unchanged) == 24  # the same bytes as the pooled run wrote
     monkeypatch.setenv("SEVM_NO_CACHE", "1")
     assert batch._needing_parse(names) == 24
@@ -193,32 +190,11 @@ def test_cache_never_hides_an_edited_pinned_artefact(settled, tmp_path):
         pinned.unlink()
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_pool_ends_promptly_and_writes_nothing_further(tmp_path, sig):
     """A signal to the parent alone stops the workers too; nothing more is written (locks
     of parts finished before the signal may exist, each whole), no temporary file is left."""
-    names = make_many(tmp_path, 800)  # several seconds of work per worker
-    proc = subprocess.Popen([sys.executable, "-m", "sevmanifest", "lock", "--jobs", "2",
-                             "--no-cache", *names], cwd=tmp_path / "vms",
-                            preexec_fn=default_sigint,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while len(_children(proc.pid)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    workers = _children(proc.pid)
-    assert len(workers) >= 2
+    proc, names, workers = start_pooled_lock(tmp_path)
     proc.send_signal(sig)
     start = time.time()
     proc.wait(timeout=30)
@@ -226,8 +202,7 @@ def test_interrupted_pool_ends_promptly_and_writes_nothing_further(tmp_path, sig
     assert proc.returncode == 128 + sig if sig != signal.SIGINT else proc.returncode == 130
     assert "Traceback" not in proc.stderr.read()
     time.sleep(0.2)
-    assert not [w for w in workers if Path(f"/proc/{w}").exists()
-                and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1][:3]]
+    assert running(workers) == []
     locks = list((tmp_path / "vms").glob("*.lock"))
     assert len(locks) < len(names)
     assert all(read_lock(lock)["lock_version"] == 1 for lock in locks)
@@ -279,27 +254,39 @@ def test_parts_come_in_order_and_match_one_process(tmp_path, monkeypatch):
     assert [o.output for part in parts for o in part] == [o.output for o in serial]
 
 
-class _InlinePool:
-    """Runs each submitted chunk at once; records the digests each chunk was given."""
+class _DoneChild:
+    """A worker that finished at once (what ``forked.start`` returns, without a fork)."""
+    done = True
+
+    def __init__(self, value):
+        self.value = value
+        self.stopped = False
+
+    def result(self):
+        return self.value
+
+    def stop(self):
+        self.stopped = True
+
+
+class _InlineStart:
+    """Runs each chunk at once; records the digests each chunk was given."""
 
     def __init__(self):
         self.given = []
 
-    def submit(self, fn, chunk, run, known):
-        from concurrent.futures import Future
+    def __call__(self, fn, chunk, run, known, *, running):
         self.given.append(dict(known))
-        future = Future()
         learned = {f"/images/{chunk[0]}": ((0, 0, 0, 0, 0), "ab" * 32)}
-        future.set_result(([batch.FileOutcome(p) for p in chunk], {}, learned))
-        return future
+        return _DoneChild(([batch.FileOutcome(p) for p in chunk], {}, learned))
 
 
 def test_each_chunk_starts_with_the_digests_learned_before_it():
-    pool = _InlinePool()
+    start = _InlineStart()
     chunks = [["a", "b"], ["c"], ["d"], ["e"]]
     run = batch._Run(_render_action, False, False, 0.0)
-    parts = list(batch._in_order(pool, chunks, 2, run, {}))
-    assert [[o.path for o in outcomes] for outcomes, _ in parts] == chunks
-    # two in flight at a time; a chunk submitted after others finished gets their digests
-    assert [sorted(k) for k in pool.given] == [[], [], ["/images/a", "/images/c"],
-                                              ["/images/a", "/images/c"]]
+    parts = list(batch._in_order(start, chunks, 2, run, {}))
+    assert [[o.path for o in outcomes] for outcomes in parts] == chunks
+    # two in flight at a time; a chunk started after others finished gets their digests
+    assert [sorted(k) for k in start.given] == [[], [], ["/images/a", "/images/c"],
+                                               ["/images/a", "/images/c"]]

@@ -151,9 +151,17 @@ def _run(argv: list[str]) -> int:
     except Exception as exc:  # a bug in sevm itself: say so without a traceback
         if os.environ.get("SEVM_DEBUG"):
             raise
+        if _worker_failed(exc):  # killed (out of memory?): not a bug, and said plainly
+            print(f"sevm: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"sevm: internal error: {type(exc).__name__}: {exc}\n"
               "This is a bug in sevm; rerun with SEVM_DEBUG=1 for details.", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _worker_failed(exc: Exception) -> bool:
+    forked = sys.modules.get("sevmanifest.lock.forked")  # (only loaded if workers ran)
+    return forked is not None and isinstance(exc, forked.WorkerFailed)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,16 @@ Each file is compiled, guarded against huge matrices and measured, then handed t
 write.  Files are processed in contiguous chunks: within a chunk ``compute_many`` hashes every
 shared artefact once; across chunks the parent passes on the digests it hashed before forking
 and those earlier chunks hashed (``shared.py``), and the digest cache shares them between runs.
-Chunks run in worker processes because compiling and building VMSAs is Python work that
-threads cannot spread over cores (docs/lockfiles.md records the measurement behind this
-choice); a few chunks per worker let the parent write the locks of finished chunks while the
-workers go on.  Outputs are written by the parent only, so an interrupted run is handled in
-one place.
+Chunks run in forked worker processes (``forked.py``) because compiling and building VMSAs
+is Python work that threads cannot spread over cores (docs/lockfiles.md records the
+measurement behind this choice); a few chunks per worker let the parent write the locks of
+finished chunks while the workers go on.  Outputs are written by the parent only, so an
+interrupted run is handled in one place.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from dataclasses import dataclass, field
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +59,8 @@ def run_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
               use_cache: bool = True, reuse: str | None = None) -> list[FileOutcome]:
     """Apply ``action`` to every file; outcomes in the order of ``paths``.
 
-    ``action`` must be a module-level function (it is sent to worker processes by name).
+    ``action`` runs in forked worker processes (lock/forked.py) and returns what can be
+    pickled back.
     """
     parts = iter_files(paths, action, jobs=jobs, use_cache=use_cache, reuse=reuse)
     with contextlib.closing(parts):
@@ -85,35 +85,26 @@ def iter_files(paths: Sequence[str], action: Action, *, jobs: int | None = None,
     if workers <= 1:
         yield _run_chunk(list(paths), run)[0]
         return
-    # imported here: a run of a few files (one process) need not pay ~20 ms for them
-    from concurrent.futures import ProcessPoolExecutor
-
     from .. import earlyhash
-    from ..commands import common
     from .cache import open_cache
+    from .forked import start
     _preload()
     chunks = _chunks(list(paths), workers * _parts_per_worker(len(paths), workers))
     # before forking (hashing threads are joined by then): see lock/shared.py
     known = hash_shared([chunk[0] for chunk in chunks[:workers]], open_cache(use_cache))
     earlyhash.results()  # its thread is done (a wrong guess too): no thread runs at the fork
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                             initializer=_worker_signals) as pool:
-        try:
-            for outcomes, sources in _in_order(pool, chunks, workers, run, known):
-                common._SOURCES.texts.update(sources)  # so the CLI can print carets
-                yield outcomes
-        except BaseException:  # interrupted (signal, Ctrl-C), closed early, a worker failed
-            _stop_workers(pool)
-            raise
+    yield from _in_order(start, chunks, workers, run, known)
 
 
-def _in_order(pool, chunks: list[list[str]], workers: int, run: "_Run",
-              known: Known) -> Iterator[tuple[list[FileOutcome], dict[str, str]]]:
-    """Run ``chunks`` with at most ``workers`` submitted at a time (so each chunk starts
-    with every digest learned so far), yielding results in chunk order."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-    running: dict = {}  # future -> chunk index
-    done: dict[int, tuple] = {}
+def _in_order(start, chunks: list[list[str]], workers: int, run: "_Run",
+              known: Known) -> Iterator[list[FileOutcome]]:
+    """Run ``chunks`` in worker processes (``start``: ``forked.start``), at most ``workers``
+    at a time, so each chunk starts with every digest learned so far; yield the outcomes in
+    chunk order.  Closed or interrupted, it stops every worker at once."""
+    from ..commands import common
+    from .forked import wait_any
+    running: dict = {}  # child -> chunk index
+    done: dict[int, list[FileOutcome]] = {}
     pending = iter(range(len(chunks)))
 
     def refill() -> None:
@@ -121,41 +112,28 @@ def _in_order(pool, chunks: list[list[str]], workers: int, run: "_Run",
             index = next(pending, None)
             if index is None:
                 return
-            running[pool.submit(_run_chunk, chunks[index], run, known)] = index
+            running[start(_run_chunk, chunks[index], run, known, running=running)] = index
 
-    refill()
-    for index in range(len(chunks)):
-        while index not in done:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                outcomes, sources, learned = future.result()
-                known = {**known, **learned}
-                done[running.pop(future)] = (outcomes, sources)
-            refill()  # before the caller gets this part: the workers go on meanwhile
-        yield done.pop(index)
+    try:
+        refill()
+        for index in range(len(chunks)):
+            while index not in done:
+                for child in wait_any(running):
+                    outcomes, sources, learned = child.result()
+                    known = {**known, **learned}
+                    common._SOURCES.texts.update(sources)  # so the CLI can print carets
+                    done[running.pop(child)] = outcomes
+                refill()  # before the caller gets this part: the workers go on meanwhile
+            yield done.pop(index)
+    finally:  # interrupted (signal, Ctrl-C), closed early, a worker failed: stop the others
+        for child in running:
+            child.stop()
 
 
 def _parts_per_worker(files: int, workers: int) -> int:
     """Several chunks per worker let the parent write locks while workers compute; each
     chunk costs one more stream of the firmware, so chunks stay at MIN_FILES_PER_PART+."""
     return max(1, min(PARTS_PER_WORKER, files // (workers * MIN_FILES_PER_PART)))
-
-
-def _worker_signals() -> None:
-    """Workers only compute (the parent writes every file): SIGTERM may end them on the spot,
-    and Ctrl-C is the parent's to handle (no traceback from every worker)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop_workers(pool) -> None:
-    """Do not wait for chunks nobody will use: an interrupted sevm ends promptly."""
-    # The executor has no public way to stop running workers (and forgets them on shutdown).
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
 
 
 def default_jobs() -> int:
@@ -179,6 +157,8 @@ def _needing_parse(paths: Sequence[str]) -> int:
 
 
 def _worker_count(files: int, jobs: int | None) -> int:
+    if not hasattr(os, "fork"):  # workers are forked (lock/forked.py)
+        return 1
     jobs = jobs if jobs and jobs > 0 else default_jobs()
     return max(1, min(jobs, files // MIN_FILES_PER_WORKER))
 
@@ -202,20 +182,10 @@ def _preload() -> None:
     from . import cache, lockfile  # noqa: F401
 
 
-def _context():
-    # fork starts workers in milliseconds and inherits the imported modules; the pool forks
-    # before it starts any thread.
-    import multiprocessing
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return None
-
-
 class _Run(namedtuple("_Run", "action use_cache reuse started")):
-    """What every chunk of one run shares (sent to worker processes): ``action`` (a
-    module-level function: sent by name), ``use_cache``, ``reuse`` (None, "write" or
-    "compare": see iter_files) and ``started`` (time.time() before any artefact of the run
-    was hashed).
+    """What every chunk of one run shares (forked workers have it in memory): ``action``,
+    ``use_cache``, ``reuse`` (None, "write" or "compare": see iter_files) and ``started``
+    (time.time() before any artefact of the run was hashed).
     A namedtuple, not typing's NamedTuple: ``sevm lock`` need not import typing (~6 ms)."""
     __slots__ = ()
 
