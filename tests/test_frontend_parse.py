@@ -344,3 +344,35 @@ def test_grammar_file_is_the_only_syntax_definition(repo: Path):
     assert grammar_path().read_text() == (repo / "grammar" / "sevm.lark").read_text()
     for module in (repo / "src" / "sevmanifest" / "frontend").glob("*.py"):
         assert "re.Scanner" not in module.read_text()
+
+
+# ---- one parser, built nodes while it parses (parse.py: _BUILDER) ---------------------------
+_COMMENTED = vm("memory 4GiB  # for the web tier\n    cmdline \"a\\qb\"")  # an escape error
+
+
+def test_a_failed_parse_leaves_nothing_to_the_next():
+    """Comments, escape errors and glued keywords of a parse that stopped at a syntax error
+    must not show up in the next file's document."""
+    bad, problems = parse_text(_COMMENTED + "vm {\n", "/work/bad.sevm")
+    assert bad is None and [d.message for d in problems][0].startswith("expected")
+    glued, problems = parse_text(vm("typesev-es"), "/work/glued.sevm")
+    assert glued is None and "write a space after 'type'" in problems[0].message
+    document, problems = parse_text(MINIMAL, "/work/good.sevm")
+    assert document is not None and problems == [] and document.comments == ()
+
+
+def test_parsing_from_many_threads_gives_each_its_own_document():
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    texts = [(_COMMENTED.replace("web", f"vm{i}"), f"/work/m{i}.sevm") for i in range(40)]
+    serial = [parse_text(text, path) for text, path in texts]
+    assert all(len(problems) == 1 and problems[0].span.file == path
+               for (_, problems), (_, path) in zip(serial, texts))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns inside a parse
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(5):
+                assert list(pool.map(lambda args: parse_text(*args), texts)) == serial
+    finally:
+        sys.setswitchinterval(interval)
