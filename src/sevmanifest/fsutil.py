@@ -132,9 +132,7 @@ def _create(target: Path, payload: bytes) -> _Temporary:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     temporary = _Temporary(target, tmp, fd)
     try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, payload)
     except BaseException as exc:
         _discard(temporary)
         if isinstance(exc, OSError):
@@ -233,24 +231,33 @@ def replace_with_chunks(path: str | os.PathLike, chunks: Iterable[bytes], *,
     """Write ``chunks`` to a temporary file beside ``path`` and rename it over ``path``.
 
     For content too large to hold in memory (synthetic images) or not worth an fsync
-    (``durable=False``: digest-cache entries, where a lost entry is only a miss).  Raises
-    OSError as it comes; unlike atomic_write, ``path`` is never treated as a stream.
+    (``durable=False``: cache entries, where a lost entry is only a miss).  Raises OSError as
+    it comes; unlike atomic_write, ``path`` is never treated as a stream.  Plain descriptor
+    calls (no file object, fchmod): a cold ``sevm lock`` stores an entry per manifest.
     """
-    target = Path(path)
+    target = os.fspath(path)
     fd, tmp = _temporary_beside(target)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        try:
             for chunk in chunks:
-                handle.write(chunk)
+                write_all(fd, chunk)
+            os.fchmod(fd, mode)
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    return target
+    return Path(target)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to the open descriptor ``fd`` (a file, pipe or FIFO)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _discard(temporary: _Temporary) -> None:
@@ -286,9 +293,7 @@ def _write_stream(target: Path, payload: bytes) -> None:
         raise OutputError(f"cannot write {target}: {_reason(exc)}") from None
     try:
         os.set_blocking(fd, True)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, payload)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:

@@ -24,6 +24,8 @@ import select
 import signal
 from collections.abc import Callable, Iterable
 
+from ..fsutil import write_all
+
 
 class WorkerFailed(RuntimeError):
     """A worker process could not start or ended without a result (killed by a signal,
@@ -132,9 +134,7 @@ def _run_child(write_end: int, inherited: list[int], function: Callable, args) -
             message = (False, function(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
             message = (True, _picklable(exc))
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
+        write_all(write_end, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         status = 0
     finally:
         os._exit(status)
