@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -323,6 +324,24 @@ def test_pruning_runs_now_and_then_when_storing(cache_home, fleet, monkeypatch):
     monkeypatch.setattr(os, "urandom", lambda n: b"\xff" * n)
     common._compiled("fleet/common.sevm")
     assert calls == [1]
+
+
+def test_pruning_looks_at_most_once_a_day(cache_home, fleet, monkeypatch):
+    """Each look stats every entry: in a cache of thousands that cost more than the store."""
+    looks = []
+    real = compilecache.CompileCache.prune
+    monkeypatch.setattr(compilecache.CompileCache, "prune",
+                        lambda self: looks.append(1) or real(self))
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)  # every store draws a look
+    common._compiled("fleet/db.sevm")
+    common._compiled("fleet/common.sevm")
+    assert looks == [1]
+    marker = cache_home / "sevmanifest" / compilecache.PRUNED_MARKER
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(marker, (two_days_ago, two_days_ago))
+    (fleet / "db.sevm").write_text((fleet / "db.sevm").read_text() + "# edited\n")
+    common._compiled("fleet/db.sevm")
+    assert looks == [1, 1] and marker.stat().st_mtime > two_days_ago
 
 
 # -- generated manifests (with imports, odd names and layouts) ------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 import sys
 from collections import namedtuple
 
@@ -39,7 +40,10 @@ if TYPE_CHECKING:
 CACHE_SUBDIR = "compiled-v1"
 MAX_ENTRY_SIZE = 8 << 20  # a 256 KiB manifest (the source limit) compiles to far less
 MAX_AGE_DAYS = 30
-PRUNE_ONE_STORE_IN = 64  # stores (misses) that also look for old entries to remove
+PRUNE_ONE_STORE_IN = 64  # stores (misses) that also look for old entries to remove...
+PRUNE_EVERY_SECONDS = 86400  # ...when the last look was this long ago: each look stats
+# every entry, which in a cache of thousands cost more than the store that made it
+PRUNED_MARKER = CACHE_SUBDIR + ".pruned"  # (beside CACHE_SUBDIR; its mtime: the last look)
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
                 RecursionError)
 
@@ -193,18 +197,31 @@ class CompileCache:
             self.stores += 1
         except (OSError, TypeError, ValueError, RecursionError):
             return
-        if os.urandom(1)[0] < 256 // PRUNE_ONE_STORE_IN:
+        if os.urandom(1)[0] < 256 // PRUNE_ONE_STORE_IN and self._prune_due():
             self.prune()
+
+    def _prune_due(self) -> bool:
+        try:
+            last = os.stat(os.path.join(self.directory, PRUNED_MARKER)).st_mtime
+        except OSError:
+            return True
+        return not 0 <= time.time() - last < PRUNE_EVERY_SECONDS
 
     def prune(self, now: float | None = None) -> int:
         """Remove entries unused for MAX_AGE_DAYS (a hit refreshes an entry's mtime once a
         day) and temporary files a crash left; returns how many.  Entries are per (working
         directory, path), so without this the cache would keep one for every temporary
         checkout a manifest was ever compiled in."""
-        import time
         now = time.time() if now is None else now
         removed = 0
         root = os.path.join(self.directory, CACHE_SUBDIR)
+        try:  # marked first: other processes storing meanwhile need not look too
+            from .fsutil import replace_with_chunks
+            marker = replace_with_chunks(os.path.join(self.directory, PRUNED_MARKER), [],
+                                         durable=False, mode=0o600)
+            os.utime(marker, (now, now))
+        except OSError:
+            pass
         try:
             for item in os.scandir(root):
                 age = now - item.stat(follow_symlinks=False).st_mtime
