@@ -30,13 +30,17 @@ def identity(st: os.stat_result) -> Identity:
 
 
 def hash_shared(samples: Sequence[str], cache) -> Known:
-    """Digests of every artefact the manifests ``samples`` name (compiled here, quietly)."""
+    """Digests of the artefacts the manifests ``samples`` name (compiled here, quietly),
+    except a firmware whose hash state every worker needs: each streams it anyway (the
+    launch digest's prefix), and its digest comes with that."""
     from ..commands.common import compile_manifest
+    from ..measure.digest import needs_state
     artefacts = []
     for path in samples:
         manifest, diagnostics = compile_manifest(path)
         if manifest is not None and not any(d.is_error for d in diagnostics):
-            artefacts += [a for vm in manifest.vms for a in vm.artefacts]
+            artefacts += [a for vm in manifest.vms for a in vm.artefacts
+                          if a.role != "firmware" or not needs_state(vm)]
     return hash_known(artefacts, cache)
 
 

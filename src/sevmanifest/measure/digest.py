@@ -73,7 +73,8 @@ def compute_many(vms: Sequence[VM], *, cache: DigestCache | None = None) -> list
     return [_measure(vm, info, digests) for vm, info in zip(vms, firmware)]
 
 
-def _needs_state(vm: VM) -> bool:
+def needs_state(vm: VM) -> bool:
+    """Whether measuring ``vm`` needs the hash state of its firmware, not only its digest."""
     # plain SEV disk boot: LD = SHA-256(firmware), so a cached file digest is enough
     return vm.type is GuestType.SEV_ES or vm.measured_boot
 
@@ -81,7 +82,7 @@ def _needs_state(vm: VM) -> bool:
 def _jobs(vms: Sequence[VM]) -> list[HashJob]:
     jobs = []
     for vm in vms:
-        jobs.append(HashJob(vm.firmware, keep_state=_needs_state(vm)))
+        jobs.append(HashJob(vm.firmware, keep_state=needs_state(vm)))
         jobs.extend(HashJob(a, keep_state=False) for a in (vm.kernel, vm.initrd) if a)
     return jobs
 
