@@ -154,3 +154,87 @@ def test_a_pooled_lock_loads_no_process_pool_machinery(tmp_path):
     heavy = ("concurrent", "multiprocessing", "socket", "subprocess")
     assert [m for m in result["modules"] if m.split(".")[0] in heavy] == []
     assert len(list((tmp_path / "vms").glob("*.lock"))) == 48
+
+
+def _signal_state():
+    return (signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(signal.SIGTERM),
+            signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGINT))
+
+
+def test_a_worker_has_its_own_signal_dispositions_and_the_parents_mask_is_kept():
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    mask, term, hup, interrupt = _finish(forked.start(_signal_state))
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    assert mask == before and (term, hup, interrupt) == (signal.SIG_DFL, signal.SIG_DFL,
+                                                         signal.SIG_IGN)
+
+
+_handled: list[str] = []
+
+
+def _handled_here() -> list[str]:
+    return list(_handled)
+
+
+def test_a_signal_at_the_fork_is_the_parents_alone(monkeypatch):
+    """SIGTERM arriving while a worker is forked runs the parent's handler, in the parent,
+    once the fork is done; never the parent's handler in the child."""
+    real_fork = os.fork
+
+    def fork_under_a_signal():
+        os.kill(os.getpid(), signal.SIGTERM)  # held back until the fork is done
+        return real_fork()
+    monkeypatch.setattr(os, "fork", fork_under_a_signal)
+    previous = signal.signal(signal.SIGTERM, lambda *_: _handled.append(str(os.getpid())))
+    try:
+        _handled.clear()
+        child = forked.start(_handled_here)
+        assert _handled == [str(os.getpid())]
+        assert _finish(child) == []  # the child's copy saw no handler run
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_in_worker():
+    raise SystemExit(143)
+
+
+def test_a_system_exit_in_a_worker_is_a_failure_not_the_parents_exit():
+    with pytest.raises(RuntimeError, match="SystemExit in a worker process: 143"):
+        _finish(forked.start(_exit_in_worker))
+
+
+def test_no_pipe_for_a_worker_is_a_plain_error(monkeypatch):
+    import errno
+
+    def no_pipe():
+        raise OSError(errno.EMFILE, "Too many open files")
+    monkeypatch.setattr(os, "pipe", no_pipe)
+    with pytest.raises(forked.WorkerFailed, match="cannot start a worker process: Too many"):
+        forked.start(_echo, 1)
+
+
+PARSING_BESIDE_A_POOL = """
+import sys, threading
+from sevmanifest.frontend.parse import parse_text
+from sevmanifest.lock import batch, workflow
+names = sys.argv[1:]
+text = open(names[0]).read()
+def parse_forever():
+    while True:
+        parse_text(text, "other.sevm")
+threading.Thread(target=parse_forever, daemon=True).start()
+for _ in range(3):
+    outcomes = batch.run_files(names, workflow._render_action, jobs=2, use_cache=False)
+    assert all(o.output for o in outcomes)
+print("done")
+"""
+
+
+def test_a_pool_beside_a_parsing_thread_does_not_deadlock(tmp_path):
+    """A fork while another thread parses used to leave the parser's lock held in the
+    worker for good (frontend/parse.py: forks wait for the parse to end)."""
+    names = make_many(tmp_path, 48, vcpus="1")
+    done = subprocess.run([sys.executable, "-c", PARSING_BESIDE_A_POOL, *names],
+                          cwd=tmp_path / "vms", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]

@@ -405,6 +405,10 @@ MAX_LIST_VALUES = 512  # the most vCPUs (lower.MAX_VCPUS); no other list comes n
 
 _BUILDER = _Builder()
 _PARSING = threading.Lock()  # (parsing holds the GIL throughout: the lock costs no speed)
+# A fork while another thread parses would give the child a lock held for good (and a half
+# built parse): forks wait for the parse to end (``sevm lock``'s workers parse).
+os.register_at_fork(before=_PARSING.acquire, after_in_parent=_PARSING.release,
+                    after_in_child=_PARSING.release)
 
 
 __all__ = ["parse_text", "parser", "UnexpectedCharacters", "UnexpectedEOF", "UnexpectedToken"]

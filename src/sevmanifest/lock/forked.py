@@ -97,16 +97,27 @@ class Child:
 def start(function: Callable, *args, running: Iterable[Child] = ()) -> Child:
     """Fork a child computing ``function(*args)``.  ``running``: the other children, whose
     pipes the new child closes (each pipe's end must be seen by the parent alone)."""
-    read_end, write_end = os.pipe()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:  # EMFILE: too many open files
+        raise WorkerFailed(f"cannot start a worker process: {exc.strerror or exc}") from None
+    # Until the child has its own dispositions (_worker_signals), a signal would run the
+    # parent's handler in it: held back across the fork, and the child starts with none
+    # pending (POSIX).
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
+    pid = None
     try:
         pid = os.fork()
     except OSError as exc:  # EAGAIN, ENOMEM: too many processes, or too little memory
         os.close(read_end)
         os.close(write_end)
         raise WorkerFailed(f"cannot start a worker process: {exc.strerror or exc}") from None
+    finally:
+        if pid != 0:  # (the parent, or no fork: a pending signal is handled now)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     if pid == 0:  # the child: never returns
         _run_child(write_end, [read_end, *(c.fd for c in running if c.fd is not None)],
-                   function, args)
+                   function, args, held)
     os.close(write_end)
     return Child(pid, read_end)
 
@@ -124,15 +135,19 @@ def wait_any(children: Iterable[Child]) -> list[Child]:
     return [c for c in children if c.done]
 
 
-def _run_child(write_end: int, inherited: list[int], function: Callable, args) -> None:
+def _run_child(write_end: int, inherited: list[int], function: Callable, args,
+               mask: set) -> None:
     status = 1
     try:
         _worker_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in inherited:
             os.close(fd)
         try:
             message = (False, function(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+            if not isinstance(exc, Exception):  # (SystemExit: not the parent's to obey)
+                exc = RuntimeError(f"{type(exc).__name__} in a worker process: {exc}")
             message = (True, _picklable(exc))
         write_all(write_end, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         status = 0
@@ -148,6 +163,9 @@ def _picklable(exc: BaseException) -> tuple[BaseException, str]:
     except Exception:  # noqa: BLE001 - an exception that cannot travel: its text does
         exc = RuntimeError(f"{type(exc).__name__}: {exc}")
     return exc, text
+
+
+_WORKER_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
 
 def _worker_signals() -> None:
