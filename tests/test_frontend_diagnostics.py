@@ -480,3 +480,19 @@ def test_excerpt_shows_the_line_of_the_error_after_odd_line_separators(odd):
     result = check(f'# a comment with {odd} inside\nvm "a" {{\n    memory four\n}}\n')
     (d,) = result.diagnostics
     assert "    3 |     memory four" in format_diagnostic(d, result.sources)
+
+
+@pytest.mark.parametrize("text", [
+    'vm "a" {\n    type\n    vcpus 4\n}\n',
+    'vm "a" {\n    type\n   \t\n\n        vcpus 4\n}\n',
+    'vm "a" {\r\n    type\r\n    vcpus 4\r\n}\r\n',
+])
+def test_a_missing_value_points_at_the_line_end_only(text):
+    """The newline token also holds blank lines and the next line's indentation; the error
+    marks the line end it found, not the lines after it."""
+    from sevmanifest.frontend.parse import parse_text
+    _, (problem,) = parse_text(text, "/w/a.sevm")
+    assert problem.message == "expected sev or sev-es, found the end of the line"
+    span = problem.span
+    assert (span.line, span.column, span.end_line) == (2, 9, 2)
+    assert span.end_column == (11 if "\r" in text else 10)

@@ -44,7 +44,7 @@ def describe_unexpected(exc: UnexpectedInput, text: str, parser: Lark) -> tuple[
             return glued
         if token.type == "$END":
             return ("unexpected end of file: a block is not closed with '}'", exc.line, exc.column, 1)
-        found, width = _found_token(token), len(str(token))
+        found, width = _found_token(token), _width(token)
         if token.type != "_NL" and not str(token).startswith('"'):
             # the lexer may have matched a keyword at the front of a longer word: "vm" of
             # "vmdk", "4" of "4GB"; quote the whole word
@@ -131,6 +131,13 @@ def _keyword(terminal: str, parser: Lark) -> str | None:
         if term.name == terminal and term.pattern.type == "str":
             return term.pattern.value
     return None
+
+
+def _width(token) -> int:
+    """The columns a token takes on its line: a newline token runs to its first line end
+    (it may hold blank lines, comments and the next line's indentation)."""
+    text = str(token)
+    return text.find("\n") + 1 if token.type == "_NL" else len(text)
 
 
 def _found_token(token) -> str:
