@@ -150,3 +150,22 @@ def test_a_low_open_file_limit_makes_smaller_rounds(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert all((tmp_path / "vms" / f"{n}.lock").is_file() for n in names)
     assert stray_temp_files(tmp_path) == []
+
+
+def test_touch_marks_in_place_and_never_through_a_link(tmp_path):
+    """compilecache's prune marker: created 0600 with the given time, refreshed in place
+    (no temporary file a crash could leave), and not followed if it is a link."""
+    import errno
+    from sevmanifest.fsutil import touch
+    marker = tmp_path / "marker"
+    touch(marker, 1_000_000_000)
+    assert marker.stat().st_mtime == 1_000_000_000 and stat.S_IMODE(marker.stat().st_mode) == 0o600
+    touch(marker, 2_000_000_000)
+    assert marker.stat().st_mtime == 2_000_000_000 and os.listdir(tmp_path) == ["marker"]
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(OSError) as raised:
+        touch(link, 1)
+    assert raised.value.errno == errno.ELOOP and target.stat().st_mtime != 1

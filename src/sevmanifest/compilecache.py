@@ -216,10 +216,8 @@ class CompileCache:
         removed = 0
         root = os.path.join(self.directory, CACHE_SUBDIR)
         try:  # marked first: other processes storing meanwhile need not look too
-            from .fsutil import replace_with_chunks
-            marker = replace_with_chunks(os.path.join(self.directory, PRUNED_MARKER), [],
-                                         durable=False, mode=0o600)
-            os.utime(marker, (now, now))
+            from .fsutil import touch
+            touch(os.path.join(self.directory, PRUNED_MARKER), now)
         except OSError:
             pass
         try:

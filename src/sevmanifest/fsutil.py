@@ -253,6 +253,17 @@ def replace_with_chunks(path: str | os.PathLike, chunks: Iterable[bytes], *,
     return Path(target)
 
 
+def touch(path: str | os.PathLike, when: float, *, mode: int = 0o600) -> None:
+    """Create ``path`` if it is missing (never through a symbolic link) and set its times to
+    ``when``: a marker whose only content is its modification time (no temporary file that
+    a crash could leave behind)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.utime(fd, (when, when))
+    finally:
+        os.close(fd)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """All of ``data`` to the open descriptor ``fd`` (a file, pipe or FIFO)."""
     view = memoryview(data)
