@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 import sys
+import time
 from collections import namedtuple
 
 TYPE_CHECKING = False  # not typing's: importing typing costs earlyhash ~8 ms
